@@ -1,0 +1,453 @@
+//! DICOM reading (through the dicom-rs crates) and writing (for the phantom and fixtures).
+//!
+//! Decoding keeps the stored values: BitsStored masking and sign extension happen here, the modality and
+//! VOI LUTs are recorded in [`ImageInfo`] and applied by the caller, so `convert` can write exactly what a
+//! reference toolkit's `pixel_array` holds.
+
+use std::path::Path;
+
+use dicom_core::value::{PrimitiveValue, Value};
+use dicom_core::{DataElement, Tag, VR};
+use dicom_dictionary_std::tags;
+use dicom_encoding::TransferSyntaxIndex;
+use dicom_object::mem::InMemElement;
+use dicom_object::{DefaultDicomObject, FileMetaTableBuilder, InMemDicomObject, OpenFileOptions};
+use dicom_pixeldata::PixelDecoder;
+use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
+
+use crate::error::{IoError, Result};
+use crate::image::{ImageInfo, Laterality, Mammogram, Photometric, Samples, SourceKind, View};
+use crate::lut::{ModalityLut, Voi, VoiFunction};
+
+/// Reads a DICOM file and decodes its first frame.
+pub fn read_dicom(path: &Path) -> Result<Mammogram> {
+    let obj = OpenFileOptions::new()
+        .open_file(path)
+        .map_err(|e| IoError::format(path, format!("not a readable DICOM file: {}", error_chain(&e))))?;
+    decode_object(path, obj)
+}
+
+/// The header only (everything before Pixel Data): what `inspect` needs, without decoding pixels.
+pub fn read_dicom_header(path: &Path) -> Result<(ImageInfo, usize, usize)> {
+    let obj = OpenFileOptions::new()
+        .read_until(tags::PIXEL_DATA)
+        .open_file(path)
+        .map_err(|e| IoError::format(path, format!("not a readable DICOM file: {}", error_chain(&e))))?;
+    let geometry = Geometry::read(path, &obj)?;
+    let info = image_info(path, &obj, &geometry)?;
+    Ok((info, geometry.cols, geometry.rows))
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(inner) = cur {
+        let m = inner.to_string();
+        if !s.contains(&m) {
+            s.push_str(": ");
+            s.push_str(&m);
+        }
+        cur = inner.source();
+    }
+    s
+}
+
+/// The attributes that say how to read the pixel buffer.
+struct Geometry {
+    rows: usize,
+    cols: usize,
+    bits_allocated: u16,
+    bits_stored: u16,
+    signed: bool,
+    photometric: Photometric,
+}
+
+impl Geometry {
+    fn read(path: &Path, obj: &DefaultDicomObject) -> Result<Self> {
+        let req = |tag: Tag, name: &str| -> Result<u16> {
+            int_of::<u16>(obj, tag).ok_or_else(|| IoError::format(path, format!("missing or invalid {name}")))
+        };
+        let rows = req(tags::ROWS, "Rows (0028,0010)")? as usize;
+        let cols = req(tags::COLUMNS, "Columns (0028,0011)")? as usize;
+        let bits_allocated = req(tags::BITS_ALLOCATED, "BitsAllocated (0028,0100)")?;
+        let bits_stored = int_of::<u16>(obj, tags::BITS_STORED).unwrap_or(bits_allocated);
+        let signed = int_of::<u16>(obj, tags::PIXEL_REPRESENTATION).unwrap_or(0) == 1;
+        let samples_per_pixel = int_of::<u16>(obj, tags::SAMPLES_PER_PIXEL).unwrap_or(1);
+        let pi = str_of(obj, tags::PHOTOMETRIC_INTERPRETATION).unwrap_or_else(|| "MONOCHROME2".into());
+        let photometric = match pi.as_str() {
+            "MONOCHROME1" => Photometric::Monochrome1,
+            "MONOCHROME2" => Photometric::Monochrome2,
+            other => {
+                return Err(IoError::unsupported(
+                    path,
+                    format!("photometric interpretation {other}: mammograms are MONOCHROME1 or MONOCHROME2"),
+                ));
+            }
+        };
+        if samples_per_pixel != 1 {
+            return Err(IoError::unsupported(path, format!("{samples_per_pixel} samples per pixel (grayscale only)")));
+        }
+        if rows == 0 || cols == 0 {
+            return Err(IoError::format(path, format!("empty image ({cols} x {rows})")));
+        }
+        if !(bits_allocated == 8 || bits_allocated == 16) {
+            return Err(IoError::unsupported(path, format!("BitsAllocated {bits_allocated} (8 or 16 only)")));
+        }
+        if bits_stored == 0 || bits_stored > bits_allocated {
+            return Err(IoError::format(
+                path,
+                format!("BitsStored {bits_stored} is not within BitsAllocated {bits_allocated}"),
+            ));
+        }
+        Ok(Geometry { rows, cols, bits_allocated, bits_stored, signed, photometric })
+    }
+}
+
+fn decode_object(path: &Path, mut obj: DefaultDicomObject) -> Result<Mammogram> {
+    let ts_uid = obj.meta().transfer_syntax().trim_end_matches('\0').to_string();
+    let ts = TransferSyntaxRegistry
+        .get(&ts_uid)
+        .ok_or_else(|| IoError::unsupported(path, format!("transfer syntax {ts_uid} is unknown")))?;
+    if !ts.can_decode_all() {
+        return Err(IoError::unsupported(
+            path,
+            format!("transfer syntax {} ({ts_uid}) cannot be decoded by this build", ts.name()),
+        ));
+    }
+    if obj.get(tags::PIXEL_DATA).is_none() {
+        return Err(IoError::format(path, "no Pixel Data (7FE0,0010): not an image"));
+    }
+    let geometry = Geometry::read(path, &obj)?;
+    let info = image_info(path, &obj, &geometry)?;
+    let n = geometry.rows * geometry.cols;
+
+    let raw: Samples = if ts.is_codec_free() {
+        // Native syntaxes: move the buffer the parser already holds instead of copying it (a full-field
+        // image is tens of megabytes).
+        let element = obj.take_element(tags::PIXEL_DATA).expect("checked above");
+        native_samples(path, element, &geometry)?
+    } else {
+        let decoded = obj.decode_pixel_data().map_err(|e| {
+            IoError::format(path, format!("cannot decode pixel data ({}): {}", ts.name(), error_chain(&e)))
+        })?;
+        bytes_to_samples(path, decoded.data(), &geometry, true)?
+    };
+    if raw.len() < n {
+        return Err(IoError::format(
+            path,
+            format!(
+                "pixel data holds {} values, {} x {} needs {n} (truncated file?)",
+                raw.len(),
+                geometry.cols,
+                geometry.rows
+            ),
+        ));
+    }
+    let samples = mask_to_bits_stored(raw, n, geometry.bits_stored, geometry.signed);
+    Ok(Mammogram { width: geometry.cols, height: geometry.rows, samples, info })
+}
+
+fn native_samples(path: &Path, element: InMemElement, g: &Geometry) -> Result<Samples> {
+    match element.into_value() {
+        Value::Primitive(PrimitiveValue::U16(v)) if g.bits_allocated == 16 => {
+            let v = v.into_vec();
+            Ok(if g.signed { Samples::Signed(v.into_iter().map(|x| x as i16).collect()) } else { Samples::Unsigned(v) })
+        }
+        Value::Primitive(PrimitiveValue::I16(v)) if g.bits_allocated == 16 => {
+            let v = v.into_vec();
+            Ok(if g.signed { Samples::Signed(v) } else { Samples::Unsigned(v.into_iter().map(|x| x as u16).collect()) })
+        }
+        Value::Primitive(p) => bytes_to_samples(path, &p.to_bytes(), g, true),
+        _ => Err(IoError::format(path, "Pixel Data is encapsulated but the transfer syntax is native")),
+    }
+}
+
+/// Interprets a decoded byte buffer (little endian, as every decoder here produces it).
+fn bytes_to_samples(path: &Path, bytes: &[u8], g: &Geometry, little_endian: bool) -> Result<Samples> {
+    let n = g.rows * g.cols;
+    match g.bits_allocated {
+        8 => {
+            if bytes.len() < n {
+                return Err(IoError::format(
+                    path,
+                    format!("pixel data holds {} bytes, {n} needed (truncated file?)", bytes.len()),
+                ));
+            }
+            Ok(if g.signed {
+                Samples::Signed(bytes[..n].iter().map(|&b| b as i8 as i16).collect())
+            } else {
+                Samples::Unsigned(bytes[..n].iter().map(|&b| b as u16).collect())
+            })
+        }
+        _ => {
+            if bytes.len() < 2 * n {
+                return Err(IoError::format(
+                    path,
+                    format!("pixel data holds {} bytes, {} needed (truncated file?)", bytes.len(), 2 * n),
+                ));
+            }
+            let conv = if little_endian { u16::from_le_bytes } else { u16::from_be_bytes };
+            let v: Vec<u16> = bytes[..2 * n].chunks_exact(2).map(|c| conv([c[0], c[1]])).collect();
+            Ok(if g.signed { Samples::Signed(v.into_iter().map(|x| x as i16).collect()) } else { Samples::Unsigned(v) })
+        }
+    }
+}
+
+/// Keeps only the BitsStored low bits (the high bits of a 12-bit image may hold overlays or garbage) and
+/// sign-extends signed data from its top stored bit.
+fn mask_to_bits_stored(samples: Samples, n: usize, bits_stored: u16, _signed: bool) -> Samples {
+    match samples {
+        Samples::Unsigned(mut v) => {
+            v.truncate(n);
+            if bits_stored < 16 {
+                let mask = ((1u32 << bits_stored) - 1) as u16;
+                if v.iter().any(|&x| x & !mask != 0) {
+                    for x in &mut v {
+                        *x &= mask;
+                    }
+                }
+            }
+            Samples::Unsigned(v)
+        }
+        Samples::Signed(mut v) => {
+            v.truncate(n);
+            if bits_stored < 16 {
+                let shift = 16 - bits_stored;
+                for x in &mut v {
+                    *x = (*x << shift) >> shift;
+                }
+            }
+            Samples::Signed(v)
+        }
+    }
+}
+
+fn str_of(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
+    let s = obj.get(tag)?.to_str().ok()?;
+    let s = s.trim_matches(|c: char| c == '\0' || c.is_whitespace()).to_string();
+    (!s.is_empty()).then_some(s)
+}
+
+fn int_of<T: TryFrom<i64>>(obj: &InMemDicomObject, tag: Tag) -> Option<T> {
+    obj.get(tag)?.to_int::<i64>().ok().and_then(|v| T::try_from(v).ok())
+}
+
+fn floats_of(obj: &InMemDicomObject, tag: Tag) -> Option<Vec<f64>> {
+    let v = obj.get(tag)?.to_multi_float64().ok()?;
+    (!v.is_empty()).then_some(v)
+}
+
+fn image_info(path: &Path, obj: &DefaultDicomObject, g: &Geometry) -> Result<ImageInfo> {
+    let ts_uid = obj.meta().transfer_syntax().trim_end_matches('\0').to_string();
+    let ts_name = TransferSyntaxRegistry.get(&ts_uid).map(|t| t.name().to_string()).unwrap_or_else(|| "unknown".into());
+
+    let slope = floats_of(obj, tags::RESCALE_SLOPE).map(|v| v[0]);
+    let intercept = floats_of(obj, tags::RESCALE_INTERCEPT).map(|v| v[0]);
+    let modality_lut = match (slope, intercept) {
+        (None, None) => None,
+        (s, i) => Some(ModalityLut { slope: s.unwrap_or(1.0), intercept: i.unwrap_or(0.0) }),
+    };
+    if let Some(l) = modality_lut
+        && (l.slope == 0.0 || !l.slope.is_finite() || !l.intercept.is_finite())
+    {
+        return Err(IoError::format(
+            path,
+            format!("invalid RescaleSlope {} / RescaleIntercept {}", l.slope, l.intercept),
+        ));
+    }
+
+    let (spacing_mm, spacing_source) =
+        [(tags::PIXEL_SPACING, "PixelSpacing"), (tags::IMAGER_PIXEL_SPACING, "ImagerPixelSpacing")]
+            .iter()
+            .find_map(|(tag, name)| {
+                let v = floats_of(obj, *tag)?;
+                (v.len() >= 2 && v[0] > 0.0 && v[1] > 0.0).then(|| (Some((v[0], v[1])), Some(name.to_string())))
+            })
+            .unwrap_or((None, None));
+
+    let laterality = str_of(obj, tags::IMAGE_LATERALITY)
+        .or_else(|| str_of(obj, tags::LATERALITY))
+        .and_then(|s| Laterality::parse(&s));
+    let view = str_of(obj, tags::VIEW_POSITION).and_then(|s| View::parse(&s)).or_else(|| {
+        let seq = obj.get(tags::VIEW_CODE_SEQUENCE)?;
+        let item = seq.items()?.first()?;
+        let meaning = item.get(tags::CODE_MEANING)?.to_str().ok()?;
+        View::parse(&meaning)
+    });
+
+    Ok(ImageInfo {
+        source: SourceKind::Dicom { transfer_syntax: ts_uid, transfer_syntax_name: ts_name },
+        bits_allocated: g.bits_allocated,
+        bits_stored: g.bits_stored,
+        signed: g.signed,
+        photometric: g.photometric,
+        modality_lut,
+        voi: voi_transforms(obj, g.signed),
+        spacing_mm,
+        spacing_source,
+        laterality,
+        view,
+        modality: str_of(obj, tags::MODALITY),
+        presentation_intent: str_of(obj, tags::PRESENTATION_INTENT_TYPE),
+    })
+}
+
+/// Windows first (they are what viewers default to), then the tables of the VOI LUT Sequence.
+fn voi_transforms(obj: &InMemDicomObject, signed: bool) -> Vec<Voi> {
+    let mut out = Vec::new();
+    let function =
+        str_of(obj, tags::VOILUT_FUNCTION).and_then(|s| VoiFunction::parse(&s)).unwrap_or(VoiFunction::Linear);
+    if let (Some(centers), Some(widths)) = (floats_of(obj, tags::WINDOW_CENTER), floats_of(obj, tags::WINDOW_WIDTH)) {
+        let explanations: Vec<String> = str_of(obj, tags::WINDOW_CENTER_WIDTH_EXPLANATION)
+            .map(|s| s.split('\\').map(|p| p.trim().to_string()).collect())
+            .unwrap_or_default();
+        for (i, (c, w)) in centers.iter().zip(widths.iter()).enumerate() {
+            out.push(Voi::Window { center: *c, width: *w, function, explanation: explanations.get(i).cloned() });
+        }
+    }
+    if let Some(items) = obj.get(tags::VOILUT_SEQUENCE).and_then(|e| e.items()) {
+        for item in items {
+            let Some(desc) = item.get(tags::LUT_DESCRIPTOR).and_then(|e| e.to_multi_int::<i64>().ok()) else {
+                continue;
+            };
+            if desc.len() < 3 {
+                continue;
+            }
+            let count = if desc[0] == 0 { 65536 } else { desc[0] as usize };
+            // The first mapped value is US or SS depending on the pixel representation.
+            let first_mapped = if signed { desc[1] as u16 as i16 as i32 } else { desc[1] as u16 as i32 };
+            let bits = desc[2] as u16;
+            let entries: Vec<u16> = match item.get(tags::LUT_DATA).map(|e| e.value()) {
+                Some(Value::Primitive(PrimitiveValue::U16(v))) => v.to_vec(),
+                Some(Value::Primitive(p)) => {
+                    let b = p.to_bytes();
+                    if bits <= 8 && b.len() == count {
+                        b.iter().map(|&x| x as u16).collect()
+                    } else {
+                        b.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect()
+                    }
+                }
+                _ => continue,
+            };
+            let explanation =
+                item.get(tags::LUT_EXPLANATION).and_then(|e| e.to_str().ok()).map(|s| s.trim().to_string());
+            out.push(Voi::Table {
+                first_mapped,
+                bits,
+                entries: entries.into_iter().take(count).collect(),
+                explanation,
+            });
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Writing
+
+/// The transfer syntaxes the phantom and tests write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteSyntax {
+    ExplicitVrLittleEndian,
+    ImplicitVrLittleEndian,
+    DeflatedExplicitVrLittleEndian,
+    RleLossless,
+}
+
+impl WriteSyntax {
+    pub fn uid(self) -> &'static str {
+        match self {
+            WriteSyntax::ExplicitVrLittleEndian => "1.2.840.10008.1.2.1",
+            WriteSyntax::ImplicitVrLittleEndian => "1.2.840.10008.1.2",
+            WriteSyntax::DeflatedExplicitVrLittleEndian => "1.2.840.10008.1.2.1.99",
+            WriteSyntax::RleLossless => "1.2.840.10008.1.2.5",
+        }
+    }
+}
+
+/// What a written DICOM says about its image. Identifying attributes are the caller's choice: the
+/// phantom fills them with recognisable fake values precisely so tests can check they never leak.
+#[derive(Clone, Debug, Default)]
+pub struct DicomWriteSpec {
+    pub sop_instance_uid: String,
+    pub study_instance_uid: String,
+    pub series_instance_uid: String,
+    /// (tag, VR, value) for extra string attributes: PatientName, PatientID, ViewPosition...
+    pub strings: Vec<(Tag, VR, String)>,
+    pub bits_stored: u16,
+    pub monochrome1: bool,
+    pub spacing_mm: Option<f64>,
+    /// (centre, width, function) for a VOI window.
+    pub window: Option<(f64, f64, &'static str)>,
+}
+
+/// Writes a 16-bit unsigned single-frame image as a DICOM file (Digital Mammography X-Ray Image Storage).
+/// The file is written to a temporary name and renamed, so a crash never leaves a half file.
+pub fn write_dicom(
+    path: &Path,
+    width: usize,
+    height: usize,
+    pixels: &[u16],
+    spec: &DicomWriteSpec,
+    syntax: WriteSyntax,
+) -> Result<()> {
+    const SOP_CLASS_MG_PRESENTATION: &str = "1.2.840.10008.5.1.4.1.1.1.2";
+    let mut obj = InMemDicomObject::new_empty();
+    let put = |obj: &mut InMemDicomObject, tag: Tag, vr: VR, v: PrimitiveValue| {
+        obj.put(DataElement::new(tag, vr, v));
+    };
+    put(&mut obj, tags::SOP_CLASS_UID, VR::UI, SOP_CLASS_MG_PRESENTATION.into());
+    put(&mut obj, tags::SOP_INSTANCE_UID, VR::UI, spec.sop_instance_uid.as_str().into());
+    put(&mut obj, tags::STUDY_INSTANCE_UID, VR::UI, spec.study_instance_uid.as_str().into());
+    put(&mut obj, tags::SERIES_INSTANCE_UID, VR::UI, spec.series_instance_uid.as_str().into());
+    put(&mut obj, tags::MODALITY, VR::CS, "MG".into());
+    for (tag, vr, value) in &spec.strings {
+        put(&mut obj, *tag, *vr, value.as_str().into());
+    }
+    put(&mut obj, tags::SAMPLES_PER_PIXEL, VR::US, PrimitiveValue::from(1u16));
+    put(
+        &mut obj,
+        tags::PHOTOMETRIC_INTERPRETATION,
+        VR::CS,
+        if spec.monochrome1 { "MONOCHROME1" } else { "MONOCHROME2" }.into(),
+    );
+    put(&mut obj, tags::ROWS, VR::US, PrimitiveValue::from(height as u16));
+    put(&mut obj, tags::COLUMNS, VR::US, PrimitiveValue::from(width as u16));
+    put(&mut obj, tags::BITS_ALLOCATED, VR::US, PrimitiveValue::from(16u16));
+    put(&mut obj, tags::BITS_STORED, VR::US, PrimitiveValue::from(spec.bits_stored));
+    put(&mut obj, tags::HIGH_BIT, VR::US, PrimitiveValue::from(spec.bits_stored - 1));
+    put(&mut obj, tags::PIXEL_REPRESENTATION, VR::US, PrimitiveValue::from(0u16));
+    put(&mut obj, tags::RESCALE_INTERCEPT, VR::DS, "0".into());
+    put(&mut obj, tags::RESCALE_SLOPE, VR::DS, "1".into());
+    if let Some(s) = spec.spacing_mm {
+        let v = format!("{s}\\{s}");
+        put(&mut obj, tags::IMAGER_PIXEL_SPACING, VR::DS, v.as_str().into());
+    }
+    if let Some((c, w, f)) = spec.window {
+        put(&mut obj, tags::WINDOW_CENTER, VR::DS, format!("{c}").as_str().into());
+        put(&mut obj, tags::WINDOW_WIDTH, VR::DS, format!("{w}").as_str().into());
+        put(&mut obj, tags::VOILUT_FUNCTION, VR::CS, f.into());
+    }
+    match syntax {
+        WriteSyntax::RleLossless => {
+            use dicom_core::value::PixelFragmentSequence;
+            let frame = crate::rle::encode_frame_u16_rows(pixels, width);
+            obj.put(DataElement::new(
+                tags::PIXEL_DATA,
+                VR::OB,
+                Value::PixelSequence(PixelFragmentSequence::new(vec![0u32], vec![frame])),
+            ));
+        }
+        _ => put(&mut obj, tags::PIXEL_DATA, VR::OW, PrimitiveValue::U16(pixels.iter().copied().collect())),
+    }
+    let meta = FileMetaTableBuilder::new()
+        .transfer_syntax(syntax.uid())
+        .media_storage_sop_class_uid(SOP_CLASS_MG_PRESENTATION)
+        .media_storage_sop_instance_uid(spec.sop_instance_uid.as_str())
+        .implementation_class_uid("1.2.826.0.1.3680043.10.1234.1")
+        .implementation_version_name("MAMMOGAN")
+        .build()
+        .map_err(|e| IoError::format(path, format!("cannot build DICOM meta: {e}")))?;
+    let file_obj = obj.with_exact_meta(meta);
+    crate::atomic::write_with(path, |w| file_obj.write_all(w).map_err(|e| std::io::Error::other(error_chain(&e))))
+}

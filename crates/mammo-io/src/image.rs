@@ -1,0 +1,264 @@
+//! The decoded image and the metadata needed to interpret its values.
+
+use serde::Serialize;
+
+use crate::lut::{ModalityLut, Voi};
+
+/// A row-major grayscale raster.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GrayImage<T> {
+    pub width: usize,
+    pub height: usize,
+    pub data: Vec<T>,
+}
+
+impl<T: Copy + Default> GrayImage<T> {
+    pub fn new(width: usize, height: usize) -> Self {
+        GrayImage { width, height, data: vec![T::default(); width * height] }
+    }
+    pub fn from_vec(width: usize, height: usize, data: Vec<T>) -> Self {
+        assert_eq!(data.len(), width * height, "raster size does not match its dimensions");
+        GrayImage { width, height, data }
+    }
+    #[inline]
+    pub fn get(&self, x: usize, y: usize) -> T {
+        self.data[y * self.width + x]
+    }
+    #[inline]
+    pub fn set(&mut self, x: usize, y: usize, v: T) {
+        self.data[y * self.width + x] = v;
+    }
+    pub fn map<U>(&self, f: impl Fn(T) -> U) -> GrayImage<U> {
+        GrayImage { width: self.width, height: self.height, data: self.data.iter().map(|&v| f(v)).collect() }
+    }
+}
+
+/// The stored pixel values, exactly as the file holds them once decompressed and masked to BitsStored.
+/// Kept as 16-bit so a 4,700 x 2,900 full-field image stays at 27 MB; 8-bit sources are widened.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Samples {
+    Unsigned(Vec<u16>),
+    Signed(Vec<i16>),
+}
+
+impl Samples {
+    pub fn len(&self) -> usize {
+        match self {
+            Samples::Unsigned(v) => v.len(),
+            Samples::Signed(v) => v.len(),
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    #[inline]
+    pub fn get(&self, i: usize) -> i32 {
+        match self {
+            Samples::Unsigned(v) => v[i] as i32,
+            Samples::Signed(v) => v[i] as i32,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Photometric {
+    /// Low values are dark (the usual case).
+    #[serde(rename = "MONOCHROME2")]
+    Monochrome2,
+    /// Low values are bright: common for processed mammograms; inverted before display and preprocessing.
+    #[serde(rename = "MONOCHROME1")]
+    Monochrome1,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize, Hash)]
+pub enum Laterality {
+    #[serde(rename = "L")]
+    Left,
+    #[serde(rename = "R")]
+    Right,
+}
+
+impl Laterality {
+    /// Accepts the spellings the datasets use: `L`, `R`, `LEFT`, `RIGHT` (any case).
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim().to_ascii_uppercase().as_str() {
+            "L" | "LEFT" => Some(Laterality::Left),
+            "R" | "RIGHT" => Some(Laterality::Right),
+            _ => None,
+        }
+    }
+    pub fn letter(self) -> &'static str {
+        match self {
+            Laterality::Left => "L",
+            Laterality::Right => "R",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize, Hash)]
+pub enum View {
+    CC,
+    MLO,
+    ML,
+    LM,
+    XCCL,
+    Other,
+}
+
+impl View {
+    /// From a ViewPosition value (`CC`, `MLO`) or a ViewCodeSequence meaning (`cranio-caudal`,
+    /// `medio-lateral oblique`).
+    pub fn parse(s: &str) -> Option<Self> {
+        let u = s.trim().to_ascii_uppercase();
+        Some(match u.as_str() {
+            "" => return None,
+            "CC" => View::CC,
+            "MLO" => View::MLO,
+            "ML" => View::ML,
+            "LM" => View::LM,
+            "XCCL" => View::XCCL,
+            _ if u.contains("OBLIQUE") => View::MLO,
+            _ if u.contains("CRANIO-CAUDAL") || u.contains("CRANIOCAUDAL") => {
+                if u.contains("EXAGGERATED") {
+                    View::XCCL
+                } else {
+                    View::CC
+                }
+            }
+            _ if u.contains("MEDIO-LATERAL") || u.contains("MEDIOLATERAL") => View::ML,
+            _ if u.contains("LATERO-MEDIAL") || u.contains("LATEROMEDIAL") => View::LM,
+            _ => View::Other,
+        })
+    }
+}
+
+/// Which reader produced the image.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum SourceKind {
+    Dicom { transfer_syntax: String, transfer_syntax_name: String },
+    Pgm { binary: bool },
+    Png { bit_depth: u8 },
+}
+
+/// Everything about an image except its pixels and its patient. There is deliberately no field for a
+/// patient name, ID, birth date, institution or any date: those never leave the reader.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ImageInfo {
+    pub source: SourceKind,
+    pub bits_allocated: u16,
+    pub bits_stored: u16,
+    pub signed: bool,
+    pub photometric: Photometric,
+    /// Rescale slope/intercept; `None` when absent (identity).
+    pub modality_lut: Option<ModalityLut>,
+    /// VOI transforms in file order; the first is the default for viewing.
+    pub voi: Vec<Voi>,
+    /// (row spacing, column spacing) in millimetres.
+    pub spacing_mm: Option<(f64, f64)>,
+    /// Which attribute the spacing came from (`ImagerPixelSpacing`, `PixelSpacing`, `mini-MIAS`...).
+    pub spacing_source: Option<String>,
+    pub laterality: Option<Laterality>,
+    pub view: Option<View>,
+    pub modality: Option<String>,
+    /// `FOR PROCESSING` (raw detector data) or `FOR PRESENTATION` (vendor-processed).
+    pub presentation_intent: Option<String>,
+}
+
+impl ImageInfo {
+    /// Metadata for a plain raster (PGM/PNG) that carries none of its own.
+    pub fn plain(source: SourceKind, bits: u16) -> Self {
+        ImageInfo {
+            source,
+            bits_allocated: if bits > 8 { 16 } else { 8 },
+            bits_stored: bits,
+            signed: false,
+            photometric: Photometric::Monochrome2,
+            modality_lut: None,
+            voi: Vec::new(),
+            spacing_mm: None,
+            spacing_source: None,
+            laterality: None,
+            view: None,
+            modality: None,
+            presentation_intent: None,
+        }
+    }
+}
+
+/// A decoded mammogram: stored values plus how to interpret them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Mammogram {
+    pub width: usize,
+    pub height: usize,
+    pub samples: Samples,
+    pub info: ImageInfo,
+}
+
+impl Mammogram {
+    /// Values after the modality LUT (rescale), as f32: exact for every 16-bit input.
+    pub fn modality_values(&self) -> GrayImage<f32> {
+        let lut = self.info.modality_lut.unwrap_or_default();
+        let data = match &self.samples {
+            Samples::Unsigned(v) => v.iter().map(|&s| lut.apply(s as f64) as f32).collect(),
+            Samples::Signed(v) => v.iter().map(|&s| lut.apply(s as f64) as f32).collect(),
+        };
+        GrayImage::from_vec(self.width, self.height, data)
+    }
+
+    /// The 16-bit raster `convert` writes: values after the modality LUT, no windowing. For unsigned data
+    /// with an identity LUT these are the stored values themselves (no float round trip). Values outside
+    /// 0..=65535 are clamped and reported as the second element so the caller can warn.
+    pub fn to_u16_after_modality(&self) -> (GrayImage<u16>, usize) {
+        if let (Samples::Unsigned(v), None) = (&self.samples, self.info.modality_lut.filter(|l| !l.is_identity())) {
+            return (GrayImage::from_vec(self.width, self.height, v.clone()), 0);
+        }
+        let values = self.modality_values();
+        let mut clamped = 0usize;
+        let data = values
+            .data
+            .iter()
+            .map(|&v| {
+                let r = v.round();
+                if !(0.0..=65535.0).contains(&r) {
+                    clamped += 1;
+                }
+                r.clamp(0.0, 65535.0) as u16
+            })
+            .collect();
+        (GrayImage::from_vec(self.width, self.height, data), clamped)
+    }
+
+    /// Values with "brighter is denser" whatever the photometric interpretation: modality LUT applied,
+    /// MONOCHROME1 inverted around its range. This is what preprocessing works on.
+    pub fn density_values(&self) -> GrayImage<f32> {
+        let mut img = self.modality_values();
+        if self.info.photometric == Photometric::Monochrome1 {
+            let (lo, hi) = min_max(&img.data);
+            for v in &mut img.data {
+                *v = hi - (*v - lo);
+            }
+        }
+        img
+    }
+
+    /// An 8-bit image for viewing: modality LUT, then the VOI transform `voi_index` (or the full range
+    /// when the file has none), MONOCHROME1 shown the conventional way (inverted).
+    pub fn to_display_u8(&self, voi_index: usize) -> GrayImage<u8> {
+        let values = self.modality_values();
+        let voi = self.info.voi.get(voi_index).cloned().unwrap_or_else(|| {
+            let (lo, hi) = min_max(&values.data);
+            Voi::full_range(lo as f64, hi as f64)
+        });
+        let invert = self.info.photometric == Photometric::Monochrome1;
+        values.map(|v| {
+            let y = voi.apply(v as f64, 0.0, 255.0);
+            let y = if invert { 255.0 - y } else { y };
+            y.round().clamp(0.0, 255.0) as u8
+        })
+    }
+}
+
+pub(crate) fn min_max(v: &[f32]) -> (f32, f32) {
+    v.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &x| (lo.min(x), hi.max(x)))
+}

@@ -1,0 +1,98 @@
+//! The layout `mammogan phantom --format dicom|png` writes: images, one mask image per lesion and per
+//! lesion's malignancy features, and `phantom.json` listing them with the exact ground truth.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::{Case, Label, Lesion, MaskSource, existing};
+use crate::error::{IoError, Result};
+use crate::image::{Laterality, View};
+
+/// The manifest's file name inside a phantom directory.
+pub const PHANTOM_MANIFEST: &str = "phantom.json";
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PhantomManifest {
+    /// Layout version, bumped on incompatible change.
+    pub version: u32,
+    pub seed: u64,
+    /// The generator's parameters, recorded verbatim for reproducibility.
+    pub params: serde_json::Value,
+    pub cases: Vec<PhantomCase>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PhantomCase {
+    /// Image path relative to the phantom directory.
+    pub image: String,
+    /// A synthetic patient key; left and right breasts of one synthetic woman share it.
+    pub patient: String,
+    pub laterality: Laterality,
+    pub view: View,
+    /// BI-RADS breast density category, `A`..`D`.
+    pub density: String,
+    pub spacing_mm: f64,
+    pub lesions: Vec<PhantomLesion>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PhantomLesion {
+    pub label: Label,
+    /// BI-RADS shape and margin descriptors, e.g. `irregular` / `spiculated`, `oval` / `circumscribed`.
+    pub shape: String,
+    pub margin: String,
+    /// Centre in pixels (top-left origin) and diameter in millimetres.
+    pub cx: f64,
+    pub cy: f64,
+    pub diameter_mm: f64,
+    /// Peak contrast relative to the surrounding tissue (0.03 = 3 %).
+    pub contrast: f64,
+    /// Mask image paths relative to the phantom directory.
+    pub mask: String,
+    pub feature_mask: Option<String>,
+}
+
+pub(super) fn load(dir: &Path) -> Result<Vec<Case>> {
+    let path = dir.join(PHANTOM_MANIFEST);
+    let text = std::fs::read_to_string(&path).map_err(|e| IoError::io(&path, e))?;
+    let manifest: PhantomManifest =
+        serde_json::from_str(&text).map_err(|e| IoError::format(&path, format!("invalid phantom manifest: {e}")))?;
+    if manifest.version != 1 {
+        return Err(IoError::unsupported(
+            &path,
+            format!("phantom layout version {} (this build reads 1)", manifest.version),
+        ));
+    }
+    let file = |rel: &str| -> Result<PathBuf> { existing(&path, dir.join(rel)) };
+    manifest
+        .cases
+        .iter()
+        .map(|c| {
+            let lesions = c
+                .lesions
+                .iter()
+                .map(|l| {
+                    Ok(Lesion {
+                        label: l.label,
+                        kind: "mass".into(),
+                        mask: MaskSource::File { path: file(&l.mask)? },
+                        feature_mask: l
+                            .feature_mask
+                            .as_deref()
+                            .map(|m| file(m).map(|path| MaskSource::File { path }))
+                            .transpose()?,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Ok(Case {
+                image: file(&c.image)?,
+                patient: c.patient.clone(),
+                label: Case::label_from_lesions(&lesions),
+                lesions,
+                laterality: Some(c.laterality),
+                view: Some(c.view),
+            })
+        })
+        .collect()
+}

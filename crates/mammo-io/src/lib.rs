@@ -1,0 +1,50 @@
+//! Reading the mammography data people actually have.
+//!
+//! Two halves, no machine learning in either:
+//! - **images** ([`read_image`]): DICOM in every transfer syntax a mammography archive holds, mini-MIAS
+//!   PGM and 8/16-bit PNG, all decoded into one [`Mammogram`] that keeps the *stored* values and the
+//!   metadata needed to interpret them (modality LUT, VOI LUT, MONOCHROME1, spacing, laterality, view);
+//! - **layouts** ([`layouts`]): the folder and CSV conventions of CBIS-DDSM, mini-MIAS, INbreast,
+//!   VinDr-Mammo, a plain CSV and our own phantom, each turned into a list of [`layouts::Case`]s.
+//!
+//! Patient-identifying DICOM attributes are never read into any of these types, so nothing downstream
+//! can leak them by accident.
+
+pub mod atomic;
+pub mod dicom;
+pub mod error;
+pub mod image;
+pub mod layouts;
+pub mod lut;
+pub mod pgm;
+pub mod png_io;
+pub mod rle;
+
+pub use error::{IoError, Result};
+pub use image::{GrayImage, ImageInfo, Laterality, Mammogram, Photometric, Samples, SourceKind, View};
+
+use std::path::Path;
+
+/// Reads any supported image, choosing the decoder from the file's content (DICOM preamble, PGM or PNG
+/// magic), not its extension: CBIS-DDSM and INbreast files carry `.dcm`, TCIA downloads sometimes none.
+pub fn read_image(path: &Path) -> Result<Mammogram> {
+    let head = read_head(path, 132)?;
+    if head.len() >= 132 && &head[128..132] == b"DICM" {
+        return dicom::read_dicom(path);
+    }
+    if head.starts_with(b"\x89PNG\r\n\x1a\n") {
+        return png_io::read_png(path);
+    }
+    if head.len() >= 2 && (head.starts_with(b"P5") || head.starts_with(b"P2")) {
+        return pgm::read_pgm(path);
+    }
+    Err(IoError::format(path, "not a DICOM (no DICM preamble), PNG or PGM (P2/P5) file"))
+}
+
+fn read_head(path: &Path, n: usize) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| IoError::io(path, e))?;
+    let mut buf = Vec::with_capacity(n);
+    file.take(n as u64).read_to_end(&mut buf).map_err(|e| IoError::io(path, e))?;
+    Ok(buf)
+}

@@ -1,0 +1,100 @@
+//! 8- and 16-bit grayscale PNG, the interchange format of `convert` and of many curated datasets.
+
+use std::path::Path;
+
+use crate::error::{IoError, Result};
+use crate::image::{GrayImage, ImageInfo, Mammogram, Samples, SourceKind};
+
+/// Reads a grayscale PNG (8 or 16 bit; lower depths are widened). Colour PNGs are refused: a mammogram
+/// saved as RGB has usually been windowed for display and is no longer raw data.
+pub fn read_png(path: &Path) -> Result<Mammogram> {
+    let file = std::fs::File::open(path).map_err(|e| IoError::io(path, e))?;
+    decode_png(path, std::io::BufReader::new(file))
+}
+
+pub fn decode_png(path: &Path, reader: impl std::io::BufRead + std::io::Seek) -> Result<Mammogram> {
+    let mut decoder = png::Decoder::new(reader);
+    decoder.set_transformations(png::Transformations::EXPAND);
+    let mut reader = decoder.read_info().map_err(|e| IoError::format(path, format!("not a readable PNG: {e}")))?;
+    let (color, depth) = reader.output_color_type();
+    if color != png::ColorType::Grayscale {
+        return Err(IoError::unsupported(
+            path,
+            format!("PNG colour type {color:?}: mammograms must be single-channel grayscale"),
+        ));
+    }
+    let info = reader.info();
+    let (width, height) = (info.width as usize, info.height as usize);
+    let src_depth = info.bit_depth as u8;
+    let size = reader.output_buffer_size().ok_or_else(|| IoError::format(path, "PNG too large"))?;
+    let mut buf = vec![0u8; size];
+    let frame = reader.next_frame(&mut buf).map_err(|e| IoError::format(path, format!("corrupt PNG data: {e}")))?;
+    let buf = &buf[..frame.buffer_size()];
+    let data: Vec<u16> = match depth {
+        png::BitDepth::Sixteen => buf.chunks_exact(2).map(|c| u16::from_be_bytes([c[0], c[1]])).collect(),
+        _ => buf.iter().map(|&b| b as u16).collect(),
+    };
+    let bits = if depth == png::BitDepth::Sixteen { 16 } else { 8 };
+    Ok(Mammogram {
+        width,
+        height,
+        samples: Samples::Unsigned(data),
+        info: ImageInfo::plain(SourceKind::Png { bit_depth: src_depth }, bits),
+    })
+}
+
+/// Writes a 16-bit grayscale PNG atomically.
+pub fn write_png16(path: &Path, img: &GrayImage<u16>) -> Result<()> {
+    let mut bytes = Vec::with_capacity(img.data.len() * 2);
+    for v in &img.data {
+        bytes.extend_from_slice(&v.to_be_bytes());
+    }
+    write_png(path, img.width, img.height, png::BitDepth::Sixteen, png::ColorType::Grayscale, &bytes)
+}
+
+/// Writes an 8-bit grayscale PNG atomically.
+pub fn write_png8(path: &Path, img: &GrayImage<u8>) -> Result<()> {
+    write_png(path, img.width, img.height, png::BitDepth::Eight, png::ColorType::Grayscale, &img.data)
+}
+
+/// Writes an 8-bit RGB PNG atomically (overlays).
+pub fn write_png_rgb(path: &Path, width: usize, height: usize, rgb: &[u8]) -> Result<()> {
+    write_png(path, width, height, png::BitDepth::Eight, png::ColorType::Rgb, rgb)
+}
+
+fn write_png(
+    path: &Path,
+    width: usize,
+    height: usize,
+    depth: png::BitDepth,
+    color: png::ColorType,
+    data: &[u8],
+) -> Result<()> {
+    crate::atomic::write_with(path, |w| {
+        let mut enc = png::Encoder::new(w, width as u32, height as u32);
+        enc.set_color(color);
+        enc.set_depth(depth);
+        enc.set_compression(png::Compression::Fast);
+        let mut writer = enc.write_header().map_err(std::io::Error::other)?;
+        writer.write_image_data(data).map_err(std::io::Error::other)?;
+        writer.finish().map_err(std::io::Error::other)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sixteen_bit_round_trip_and_rgb_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.png");
+        let img = GrayImage::from_vec(3, 2, vec![0, 1, 4095, 65535, 300, 7]);
+        write_png16(&p, &img).unwrap();
+        let m = read_png(&p).unwrap();
+        assert_eq!(m.samples, Samples::Unsigned(img.data.clone()));
+        write_png_rgb(&p, 1, 1, &[1, 2, 3]).unwrap();
+        let e = read_png(&p).unwrap_err().to_string();
+        assert!(e.contains("a.png") && e.contains("grayscale"), "{e}");
+    }
+}
