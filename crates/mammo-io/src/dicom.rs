@@ -27,6 +27,19 @@ pub fn read_dicom(path: &Path) -> Result<Mammogram> {
     decode_object(path, obj)
 }
 
+/// Decodes a DICOM file held in memory (with its 128-byte preamble); `path` only names the source in
+/// errors. This is the fuzzing entry point.
+pub fn decode_dicom_bytes(path: &Path, bytes: &[u8]) -> Result<Mammogram> {
+    if bytes.len() < 132 || &bytes[128..132] != b"DICM" {
+        return Err(IoError::format(path, "not a DICOM file (no DICM preamble)"));
+    }
+    let obj = OpenFileOptions::new()
+        .read_preamble(dicom_object::file::ReadPreamble::Always)
+        .from_reader(bytes)
+        .map_err(|e| IoError::format(path, format!("not a readable DICOM file: {}", error_chain(&e))))?;
+    decode_object(path, obj)
+}
+
 /// The header only (everything before Pixel Data): what `inspect` needs, without decoding pixels.
 pub fn read_dicom_header(path: &Path) -> Result<(ImageInfo, usize, usize)> {
     let obj = OpenFileOptions::new()
@@ -36,6 +49,16 @@ pub fn read_dicom_header(path: &Path) -> Result<(ImageInfo, usize, usize)> {
     let geometry = Geometry::read(path, &obj)?;
     let info = image_info(path, &obj, &geometry)?;
     Ok((info, geometry.cols, geometry.rows))
+}
+
+/// The SeriesInstanceUID, reading the header only: CBIS-DDSM's tables name series by UID while the
+/// folders of a TCIA download may carry other names.
+pub fn read_series_uid(path: &Path) -> Result<String> {
+    let obj = OpenFileOptions::new()
+        .read_until(tags::PIXEL_DATA)
+        .open_file(path)
+        .map_err(|e| IoError::format(path, format!("not a readable DICOM file: {}", error_chain(&e))))?;
+    str_of(&obj, tags::SERIES_INSTANCE_UID).ok_or_else(|| IoError::format(path, "no SeriesInstanceUID (0020,000E)"))
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

@@ -41,6 +41,16 @@ pub fn read_image(path: &Path) -> Result<Mammogram> {
     Err(IoError::format(path, "not a DICOM (no DICM preamble), PNG or PGM (P2/P5) file"))
 }
 
+/// The metadata and size of an image without decoding its pixels where the format allows (DICOM).
+pub fn read_info(path: &Path) -> Result<(ImageInfo, usize, usize)> {
+    let head = read_head(path, 132)?;
+    if head.len() >= 132 && &head[128..132] == b"DICM" {
+        return dicom::read_dicom_header(path);
+    }
+    let m = read_image(path)?;
+    Ok((m.info, m.width, m.height))
+}
+
 fn read_head(path: &Path, n: usize) -> Result<Vec<u8>> {
     use std::io::Read;
     let file = std::fs::File::open(path).map_err(|e| IoError::io(path, e))?;

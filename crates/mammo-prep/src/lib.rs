@@ -1,1 +1,20 @@
-//! placeholder
+//! From decoded mammograms to a prepared DATASET: breast segmentation, orientation, resampling, intensity
+//! normalisation, lesion-centred and normal-tissue patches with their masks, and a patient-grouped
+//! split. The DATASET format itself is in [`dataset`].
+//!
+//! Every step is a pure function of its inputs and the seed, so preparing the same input twice gives
+//! byte-identical output.
+
+pub mod dataset;
+pub mod error;
+pub mod normalize;
+pub mod orient;
+pub mod patch;
+pub mod pipeline;
+pub mod resample;
+pub mod segment;
+pub mod split;
+
+pub use dataset::{DATASET_FORMAT_VERSION, DatasetInfo, PatchStore};
+pub use error::{PrepError, Result};
+pub use pipeline::{PrepParams, prepare};

@@ -1,1 +1,76 @@
-fn main() {}
+//! `mammogan`: argument parsing and wiring only. Every command is a thin layer over the library crates.
+
+mod commands;
+mod progress;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Train GANs on mammograms to highlight the features of malignancy — reproducibly.
+#[derive(Parser)]
+#[command(name = "mammogan", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    /// No progress bars and only warnings and errors on stderr.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    /// More log output (-v: debug, -vv: trace). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate a phantom, prepare it, and show what the pipeline produces (the embedded default).
+    Quickstart(commands::quickstart::Args),
+    /// Write synthetic mammograms with exact lesion and malignancy-feature ground truth.
+    Phantom(commands::phantom::Args),
+    /// Turn a dataset layout into a prepared, patient-split DATASET of patches and masks.
+    Prepare(commands::prepare::Args),
+    /// Convert a mammogram (DICOM, PGM, PNG) into a 16-bit PNG of its values (or 8-bit with --voi).
+    Convert(commands::convert::Args),
+    /// Show an image's size, bits, photometric interpretation, transfer syntax, spacing, laterality, view.
+    Inspect(commands::inspect::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.quiet, cli.verbose);
+    let progress = progress::Progress::new(cli.quiet);
+    let result = match cli.command {
+        Command::Quickstart(a) => commands::quickstart::run(a, &progress),
+        Command::Phantom(a) => commands::phantom::run(a, &progress),
+        Command::Prepare(a) => commands::prepare::run(a, &progress),
+        Command::Convert(a) => commands::convert::run(a),
+        Command::Inspect(a) => commands::inspect::run(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            progress.clear();
+            // One line: the chain of causes joined, never a backtrace or a panic.
+            let msg = e.chain().map(|c| c.to_string()).collect::<Vec<_>>().join(": ");
+            eprintln!("error: {}", msg.replace('\n', " "));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(quiet: bool, verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let default = match (quiet, verbose) {
+        (true, _) => "warn",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(progress::LogWriter::default)
+        .with_target(false)
+        .without_time()
+        .init();
+}

@@ -1,0 +1,366 @@
+//! `prepare`: a dataset layout in, a DATASET directory out.
+//!
+//! Per image: decode -> density values (modality LUT, MONOCHROME1 inverted) -> resample to the target
+//! spacing -> breast mask (Otsu + largest component) -> blank everything outside it (labels, markers) ->
+//! chest wall to the left -> normalise -> patches. Lesion and feature masks follow every geometric step.
+//! Images are processed on worker threads but results are gathered in input order, so the output does
+//! not depend on scheduling.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use mammo_io::GrayImage;
+use mammo_io::layouts::{self, Case, Format, Label};
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+
+use crate::dataset::{self, DatasetInfo, HashedFile, IndexRow};
+use crate::error::{PrepError, Result};
+use crate::patch::{self, PatchParams, Prepared};
+use crate::split::{self, Split, SplitFractions};
+use crate::{normalize, orient, resample, segment};
+
+/// Every parameter of preparation; recorded in `dataset.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PrepParams {
+    /// Target pixel spacing in mm.
+    pub spacing_mm: f64,
+    /// Spacing assumed for images that carry none and whose layout defines none (with a warning).
+    pub default_spacing_mm: f64,
+    pub patch: PatchParams,
+    pub split: SplitFractions,
+    pub seed: u64,
+    /// Worker threads (0 = all cores). Does not change the output.
+    #[serde(skip)]
+    pub threads: usize,
+}
+
+impl Default for PrepParams {
+    fn default() -> Self {
+        PrepParams {
+            spacing_mm: 0.4,
+            default_spacing_mm: 0.1,
+            patch: PatchParams::default(),
+            split: SplitFractions::default(),
+            seed: 0,
+            threads: 0,
+        }
+    }
+}
+
+/// What one image contributes.
+struct CaseOutput {
+    patches: Vec<(patch::Patch, [i64; 4])>,
+    inputs: Vec<PathBuf>,
+}
+
+/// Prepares `input` (in `format`) into the new directory `out`. The directory is built under a temporary
+/// name and renamed at the end: an error or a kill leaves no half-written dataset behind.
+pub fn prepare(
+    format: Format,
+    input: &Path,
+    out: &Path,
+    params: &PrepParams,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Result<DatasetInfo> {
+    if out.exists() {
+        return Err(PrepError::invalid(out, "output already exists; choose a new path or remove it first"));
+    }
+    if !(params.spacing_mm > 0.0) || params.patch.size < 8 {
+        return Err(PrepError::invalid(out, "invalid parameters: spacing must be > 0 and patch size >= 8"));
+    }
+    let cases = layouts::load(format, input)?;
+    let outputs = process_all(&cases, params, progress)?;
+
+    let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(|e| PrepError::io(parent, e))?;
+    let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "dataset".into());
+    let tmp = parent.join(format!(".{name}.partial-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir(&tmp).map_err(|e| PrepError::io(&tmp, e))?;
+    let result = write_dataset(format, input, &tmp, &cases, outputs, params).and_then(|info| {
+        std::fs::rename(&tmp, out).map_err(|e| PrepError::io(out, e))?;
+        Ok(info)
+    });
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    result
+}
+
+fn process_all(
+    cases: &[Case],
+    params: &PrepParams,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Result<Vec<CaseOutput>> {
+    let threads = if params.threads == 0 {
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    } else {
+        params.threads
+    }
+    .min(cases.len().max(1));
+    let next = AtomicUsize::new(0);
+    let done = AtomicUsize::new(0);
+    let slots: Vec<Mutex<Option<Result<CaseOutput>>>> = cases.iter().map(|_| Mutex::new(None)).collect();
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= cases.len() || failed.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let r = prepare_case(&cases[i], i, params);
+                    if r.is_err() {
+                        failed.store(true, Ordering::Relaxed);
+                    }
+                    *slots[i].lock().unwrap() = Some(r);
+                    progress(done.fetch_add(1, Ordering::Relaxed) + 1, cases.len());
+                }
+            });
+        }
+    });
+    // The first error in input order, so the message does not depend on thread timing.
+    slots
+        .into_iter()
+        .map_while(|m| m.into_inner().unwrap())
+        .collect::<Result<Vec<_>>>()
+        .and_then(|v| if v.len() == cases.len() { Ok(v) } else { unreachable_gap(cases, v.len()) })
+}
+
+fn unreachable_gap(cases: &[Case], at: usize) -> Result<Vec<CaseOutput>> {
+    Err(PrepError::invalid(&cases[at].image, "not processed (an earlier worker stopped)"))
+}
+
+fn prepare_case(case: &Case, index: usize, params: &PrepParams) -> Result<CaseOutput> {
+    let m = mammo_io::read_image(&case.image)?;
+    let src_spacing = match (m.info.spacing_mm, case.spacing_mm) {
+        (Some((row, col)), _) => (row + col) / 2.0,
+        (None, Some(s)) => s,
+        (None, None) => {
+            tracing::warn!(
+                "{}: no pixel spacing in the file or the layout; assuming {} mm",
+                case.image.display(),
+                params.default_spacing_mm
+            );
+            params.default_spacing_mm
+        }
+    };
+    let (sw, sh) = (m.width, m.height);
+    let (w, h) = (
+        resample::scaled_size(sw, src_spacing, params.spacing_mm),
+        resample::scaled_size(sh, src_spacing, params.spacing_mm),
+    );
+    let mut image = resample::resize(&m.density_values(), w, h);
+    drop(m);
+
+    let mut inputs = vec![case.image.clone()];
+    let mut lesions = Vec::new();
+    for lesion in &case.lesions {
+        let mut raster = |src: &layouts::MaskSource| -> Result<GrayImage<u8>> {
+            if let layouts::MaskSource::File { path } = src {
+                inputs.push(path.clone());
+            }
+            Ok(resample::resize_mask(&layouts::rasterize(src, sw, sh)?, w, h))
+        };
+        let mask = raster(&lesion.mask)?;
+        let features = match &lesion.feature_mask {
+            Some(f) => raster(f)?,
+            None => GrayImage::new(w, h),
+        };
+        if mask.data.iter().all(|&v| v == 0) {
+            tracing::warn!(
+                "{}: a {} lesion mask is empty at {} mm; skipped",
+                case.image.display(),
+                lesion.label.as_str(),
+                params.spacing_mm
+            );
+            continue;
+        }
+        lesions.push((lesion.label, mask, features));
+    }
+
+    let breast = segment::breast_mask(&image);
+    for (v, b) in image.data.iter_mut().zip(&breast.data) {
+        if *b == 0 {
+            *v = 0.0;
+        }
+    }
+    let flipped = orient::chest_wall_on_right(&breast);
+    let (image, breast) = if flipped {
+        for (_, l, f) in &mut lesions {
+            *l = orient::flip_horizontal(l);
+            *f = orient::flip_horizontal(f);
+        }
+        (orient::flip_horizontal(&image), orient::flip_horizontal(&breast))
+    } else {
+        (image, breast)
+    };
+    let mut image = image;
+    normalize::normalize(&mut image, &breast);
+
+    let mut rng =
+        rand_chacha::ChaCha8Rng::seed_from_u64(params.seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let prepared = Prepared { image: &image, breast: &breast, lesions: &lesions };
+    let size = params.patch.size as i64;
+    let (scale_x, scale_y) = (sw as f64 / w as f64, sh as f64 / h as f64);
+    let patches = patch::extract(&prepared, &params.patch, &mut rng)
+        .into_iter()
+        .map(|p| {
+            // Back to source-image pixel coordinates for the index.
+            let x = if flipped { w as i64 - p.x - size } else { p.x };
+            let bbox = [
+                (x as f64 * scale_x).round() as i64,
+                (p.y as f64 * scale_y).round() as i64,
+                (size as f64 * scale_x).round() as i64,
+                (size as f64 * scale_y).round() as i64,
+            ];
+            (p, bbox)
+        })
+        .collect();
+    Ok(CaseOutput { patches, inputs })
+}
+
+/// A stable pseudonym for a patient key: the dataset's own key never reaches an output.
+pub fn pseudonym(format: Format, patient: &str) -> String {
+    let mut h = blake3::Hasher::new();
+    h.update(b"mammogan-patient\0");
+    h.update(format.name().as_bytes());
+    h.update(b"\0");
+    h.update(patient.as_bytes());
+    format!("pt-{}", &h.finalize().to_hex()[..16])
+}
+
+fn relative(base: &Path, p: &Path) -> String {
+    p.strip_prefix(base)
+        .unwrap_or(p)
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+fn write_dataset(
+    format: Format,
+    input: &Path,
+    dir: &Path,
+    cases: &[Case],
+    outputs: Vec<CaseOutput>,
+    params: &PrepParams,
+) -> Result<DatasetInfo> {
+    // Patients, their worst label (over all images, lesions or not), and the split.
+    let mut patient_label: BTreeMap<String, Label> = BTreeMap::new();
+    for c in cases {
+        let e = patient_label.entry(pseudonym(format, &c.patient)).or_insert(Label::Normal);
+        *e = (*e).max(c.label);
+    }
+    let splits = split::assign(&patient_label, params.split, params.seed);
+
+    let s2 = params.patch.size * params.patch.size;
+    let total: usize = outputs.iter().map(|o| o.patches.len()).sum();
+    if total == 0 {
+        return Err(PrepError::invalid(input, "no patch could be cut (are the images empty or smaller than a patch?)"));
+    }
+    let mut pixels = Vec::with_capacity(total * s2 * 2);
+    let mut masks = Vec::with_capacity(total * s2);
+    let mut rows = Vec::with_capacity(total);
+    let mut input_files: Vec<PathBuf> = Vec::new();
+    let mut counts: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
+    for (case, out) in cases.iter().zip(outputs) {
+        let patient_id = pseudonym(format, &case.patient);
+        let split = splits[&patient_id];
+        input_files.extend(out.inputs);
+        for (p, [x, y, w, h]) in out.patches {
+            for v in &p.pixels {
+                pixels.extend_from_slice(&((v * 65535.0).round() as u16).to_le_bytes());
+            }
+            masks.extend_from_slice(&p.mask);
+            *counts.entry(split.as_str().into()).or_default().entry(p.label.as_str().into()).or_default() += 1;
+            rows.push(IndexRow {
+                id: rows.len(),
+                patient_id: patient_id.clone(),
+                split,
+                label: p.label,
+                source: relative(input, &case.image),
+                x,
+                y,
+                w,
+                h,
+            });
+        }
+    }
+
+    let write = |name: &str, bytes: &[u8]| -> Result<()> { Ok(mammo_io::atomic::write_bytes(&dir.join(name), bytes)?) };
+    let mut index = csv::Writer::from_writer(Vec::new());
+    for r in &rows {
+        index.serialize(r).map_err(|e| PrepError::invalid(dir.join(dataset::INDEX_CSV), e.to_string()))?;
+    }
+    write(dataset::INDEX_CSV, &index.into_inner().map_err(|e| PrepError::invalid(dir, e.to_string()))?)?;
+    write(dataset::PATCHES_FILE, &pixels)?;
+    write(dataset::MASKS_FILE, &masks)?;
+
+    // Every input: images, mask files, and the layout's tables and annotations.
+    input_files.extend(metadata_files(input)?);
+    input_files.sort();
+    input_files.dedup();
+    let inputs = input_files
+        .iter()
+        .map(|p| dataset::hash_file(p).map(|(bytes, blake3)| HashedFile { path: relative(input, p), bytes, blake3 }))
+        .collect::<Result<Vec<_>>>()?;
+    let outputs = [dataset::INDEX_CSV, dataset::PATCHES_FILE, dataset::MASKS_FILE]
+        .iter()
+        .map(|n| {
+            dataset::hash_file(&dir.join(n)).map(|(bytes, blake3)| HashedFile { path: n.to_string(), bytes, blake3 })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut patients: BTreeMap<String, usize> = BTreeMap::new();
+    for s in splits.values() {
+        *patients.entry(s.as_str().into()).or_default() += 1;
+    }
+    for s in Split::ALL {
+        patients.entry(s.as_str().into()).or_default();
+    }
+    let info = DatasetInfo {
+        format_version: dataset::DATASET_FORMAT_VERSION,
+        created_by: format!("mammogan {}", env!("CARGO_PKG_VERSION")),
+        source_format: format.name().into(),
+        params: serde_json::to_value(params).expect("params serialise"),
+        patch_size: params.patch.size,
+        spacing_mm: params.spacing_mm,
+        patches: rows.len(),
+        counts,
+        patients,
+        images: cases.len(),
+        content_hash: dataset::content_hash(&outputs),
+        inputs,
+        outputs,
+    };
+    let json = serde_json::to_vec_pretty(&info).expect("info serialises");
+    write(dataset::DATASET_JSON, &json)?;
+    Ok(info)
+}
+
+/// The layout's own files (tables, annotations, manifests) under `dir`: everything that is not an image.
+fn metadata_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    const IMAGE_EXT: [&str; 5] = ["dcm", "dicom", "png", "pgm", ""];
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let entries = std::fs::read_dir(&d).map_err(|e| PrepError::io(&d, e))?;
+        for entry in entries {
+            let path = entry.map_err(|e| PrepError::io(&d, e))?.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let ext = path.extension().map(|e| e.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+                if !IMAGE_EXT.contains(&ext.as_str()) {
+                    out.push(path);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
