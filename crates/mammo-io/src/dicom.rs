@@ -474,3 +474,58 @@ pub fn write_dicom(
     let file_obj = obj.with_exact_meta(meta);
     crate::atomic::write_with(path, |w| file_obj.write_all(w).map_err(|e| std::io::Error::other(error_chain(&e))))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> DicomWriteSpec {
+        DicomWriteSpec {
+            sop_instance_uid: "1.2.3.4".into(),
+            study_instance_uid: "1.2.3".into(),
+            series_instance_uid: "1.2.3.5".into(),
+            strings: vec![(tags::VIEW_POSITION, VR::CS, "MLO".into()), (tags::IMAGE_LATERALITY, VR::CS, "R".into())],
+            bits_stored: 12,
+            monochrome1: true,
+            spacing_mm: Some(0.07),
+            window: Some((2048.0, 4096.0, "SIGMOID")),
+        }
+    }
+
+    #[test]
+    fn every_written_syntax_reads_back_bit_exact() {
+        let dir = tempfile::tempdir().unwrap();
+        let (w, h) = (37, 23); // odd sizes catch padding mistakes
+        let pixels: Vec<u16> = (0..w * h).map(|i| if i % 50 < 20 { 100 } else { (i * 37 % 4096) as u16 }).collect();
+        for syntax in [
+            WriteSyntax::ExplicitVrLittleEndian,
+            WriteSyntax::ImplicitVrLittleEndian,
+            WriteSyntax::DeflatedExplicitVrLittleEndian,
+            WriteSyntax::RleLossless,
+        ] {
+            let p = dir.path().join(format!("{syntax:?}.dcm"));
+            write_dicom(&p, w, h, &pixels, &spec(), syntax).unwrap();
+            let m = read_dicom(&p).unwrap();
+            assert_eq!((m.width, m.height), (w, h), "{syntax:?}");
+            assert_eq!(m.samples, Samples::Unsigned(pixels.clone()), "{syntax:?}");
+            assert_eq!(m.info.photometric, Photometric::Monochrome1);
+            assert_eq!(m.info.bits_stored, 12);
+            assert_eq!(m.info.spacing_mm, Some((0.07, 0.07)));
+            assert_eq!(m.info.laterality, Some(Laterality::Right));
+            assert_eq!(m.info.view, Some(View::MLO));
+            assert!(matches!(m.info.voi[0], Voi::Window { function: VoiFunction::Sigmoid, .. }));
+            let SourceKind::Dicom { transfer_syntax, .. } = &m.info.source else { panic!() };
+            assert_eq!(transfer_syntax, syntax.uid());
+            let bytes = std::fs::read(&p).unwrap();
+            assert_eq!(decode_dicom_bytes(&p, &bytes).unwrap().samples, m.samples);
+        }
+    }
+
+    #[test]
+    fn garbage_above_bits_stored_is_masked() {
+        let m = mask_to_bits_stored(Samples::Unsigned(vec![0xF123, 0x0FFF]), 2, 12, false);
+        assert_eq!(m, Samples::Unsigned(vec![0x0123, 0x0FFF]));
+        let s = mask_to_bits_stored(Samples::Signed(vec![0x0800, 0x07FF]), 2, 12, true);
+        assert_eq!(s, Samples::Signed(vec![-2048, 2047]));
+    }
+}

@@ -16,7 +16,7 @@ pub fn encode_frame_u16_rows(pixels: &[u16], width: usize) -> Vec<u8> {
     out[0..4].copy_from_slice(&2u32.to_le_bytes());
     let mut offset = 64u32;
     for (i, seg) in segments.iter().enumerate() {
-        out[4 + 4 * (i + 1)..8 + 4 * (i + 1)].copy_from_slice(&offset.to_le_bytes());
+        out[4 + 4 * i..8 + 4 * i].copy_from_slice(&offset.to_le_bytes());
         offset += seg.len() as u32;
     }
     for seg in &segments {

@@ -82,6 +82,10 @@ pub struct Case {
     pub lesions: Vec<Lesion>,
     pub laterality: Option<Laterality>,
     pub view: Option<View>,
+    /// Pixel spacing in mm that the layout itself defines (mini-MIAS: 0.2; the phantom: its own), used
+    /// when the image file carries none. `None` when the layout says nothing.
+    #[serde(default)]
+    pub spacing_mm: Option<f64>,
 }
 
 impl Case {

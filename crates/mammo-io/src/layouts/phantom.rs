@@ -92,6 +92,7 @@ pub(super) fn load(dir: &Path) -> Result<Vec<Case>> {
                 lesions,
                 laterality: Some(c.laterality),
                 view: Some(c.view),
+                spacing_mm: Some(c.spacing_mm),
             })
         })
         .collect()
