@@ -207,7 +207,18 @@ fn prepare_case(case: &Case, index: usize, params: &PrepParams) -> Result<CaseOu
     let prepared = Prepared { image: &image, breast: &breast, lesions: &lesions };
     let size = params.patch.size as i64;
     let (scale_x, scale_y) = (sw as f64 / w as f64, sh as f64 / h as f64);
-    let patches = patch::extract(&prepared, &params.patch, &mut rng)
+    // An abnormal image whose lesion has no location (a label-only CSV row, a mini-MIAS line without
+    // coordinates) yields no patch at all: its tissue cannot honestly be called normal.
+    let mut patch_params = params.patch.clone();
+    if case.label != Label::Normal && lesions.is_empty() {
+        tracing::warn!(
+            "{}: {} image without a lesion location; it contributes no patches",
+            case.image.display(),
+            case.label.as_str()
+        );
+        patch_params.normal_per_image = 0;
+    }
+    let patches = patch::extract(&prepared, &patch_params, &mut rng)
         .into_iter()
         .map(|p| {
             // Back to source-image pixel coordinates for the index.
