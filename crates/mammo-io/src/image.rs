@@ -234,12 +234,22 @@ impl Mammogram {
     pub fn density_values(&self) -> GrayImage<f32> {
         let mut img = self.modality_values();
         if self.info.photometric == Photometric::Monochrome1 {
-            let (lo, hi) = min_max(&img.data);
+            // Invert around the range the stored bits can hold (not the image's own extremes), so the
+            // background comes out near the bottom of the range as in a MONOCHROME2 image.
+            let (lo, hi) = self.stored_range();
+            let lut = self.info.modality_lut.unwrap_or_default();
+            let (a, b) = (lut.apply(lo as f64) as f32, lut.apply(hi as f64) as f32);
             for v in &mut img.data {
-                *v = hi - (*v - lo);
+                *v = a + b - *v;
             }
         }
         img
+    }
+
+    /// The smallest and largest value BitsStored allows.
+    pub fn stored_range(&self) -> (i32, i32) {
+        let b = self.info.bits_stored.clamp(1, 16) as u32;
+        if self.info.signed { (-(1 << (b - 1)), (1 << (b - 1)) - 1) } else { (0, (1 << b) - 1) }
     }
 
     /// An 8-bit image for viewing: modality LUT, then the VOI transform `voi_index` (or the full range
@@ -261,4 +271,19 @@ impl Mammogram {
 
 pub(crate) fn min_max(v: &[f32]) -> (f32, f32) {
     v.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &x| (lo.min(x), hi.max(x)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn monochrome1_density_inverts_over_the_stored_range() {
+        let mut info = ImageInfo::plain(SourceKind::Png { bit_depth: 16 }, 12);
+        info.photometric = Photometric::Monochrome1;
+        let m = Mammogram { width: 3, height: 1, samples: Samples::Unsigned(vec![4095, 0, 1000]), info };
+        assert_eq!(m.density_values().data, vec![0.0, 4095.0, 3095.0]);
+        let (png, clamped) = m.to_u16_after_modality();
+        assert_eq!((png.data, clamped), (vec![4095, 0, 1000], 0), "convert keeps stored values");
+    }
 }

@@ -118,6 +118,15 @@ fn generate_locally() -> PathBuf {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+    // Older generations (another version of the generator) are 100 MB each: drop them.
+    if let Ok(rd) = std::fs::read_dir(&base) {
+        for old in rd.flatten() {
+            let n = old.file_name().to_string_lossy().into_owned();
+            if n.starts_with("pydicom-fixtures-") && !n.contains(".tmp") && old.path() != dir {
+                let _ = std::fs::remove_dir_all(old.path());
+            }
+        }
+    }
     if std::fs::rename(&scratch, &dir).is_err() {
         // Another test process got there first: use its copy.
         let _ = std::fs::remove_dir_all(&scratch);

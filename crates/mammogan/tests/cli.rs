@@ -184,7 +184,10 @@ fn convert_writes_the_stored_values_and_inspect_reports_without_identifiers() {
         assert!(!text.contains(&needle), "{needle} in inspect output");
     }
     let out = ok(&["inspect", dcm.to_str().unwrap()]);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("transfer") || String::from_utf8_lossy(&out.stdout).contains("DICOM"));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("transfer")
+            || String::from_utf8_lossy(&out.stdout).contains("DICOM")
+    );
 }
 
 #[test]
@@ -249,14 +252,22 @@ fn bad_inputs_fail_with_one_line_naming_the_file_and_leave_nothing() {
     let empty = t.join("empty");
     std::fs::create_dir(&empty).unwrap();
     for format in ["cbis-ddsm", "mini-mias", "inbreast", "vindr", "csv", "phantom"] {
-        fails(&["prepare", "--format", format, "--input", empty.to_str().unwrap(), "--out", out.to_str().unwrap()], "empty", "");
+        fails(
+            &["prepare", "--format", format, "--input", empty.to_str().unwrap(), "--out", out.to_str().unwrap()],
+            "empty",
+            "",
+        );
         assert_no_dataset(t, &out);
     }
 
     // An existing output is never overwritten.
     std::fs::create_dir(&out).unwrap();
     std::fs::write(out.join("keep.txt"), "precious").unwrap();
-    fails(&["prepare", "--format", "phantom", "--input", ph.to_str().unwrap(), "--out", out.to_str().unwrap()], "ds", "exists");
+    fails(
+        &["prepare", "--format", "phantom", "--input", ph.to_str().unwrap(), "--out", out.to_str().unwrap()],
+        "ds",
+        "exists",
+    );
     assert_eq!(std::fs::read_to_string(out.join("keep.txt")).unwrap(), "precious");
 }
 

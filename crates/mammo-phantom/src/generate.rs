@@ -1,0 +1,435 @@
+//! From `(seed, index)` to an image and its ground truth.
+
+use mammo_io::layouts::{Label, PhantomCase, PhantomLesion};
+use mammo_io::{GrayImage, Laterality, View};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+use crate::anatomy::{Anatomy, Breast, PatientAnatomy};
+use crate::lesion::{LesionShape, Placed};
+use crate::rng::{Gaussian, Purpose, stream, uniform};
+use crate::texture::{TextureSpec, power_law_pair};
+use crate::{GeneratedCase, PhantomParams};
+
+/// Images per synthetic woman: L-CC, L-MLO, R-CC, R-MLO, in that order.
+pub const VIEWS_PER_PATIENT: usize = 4;
+
+/// Where an image index falls: which woman, which breast, which view.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+pub struct CaseSlot {
+    /// 0-based synthetic woman (`index / 4`).
+    pub patient: usize,
+    /// The breast.
+    pub laterality: Laterality,
+    /// CC or MLO.
+    pub view: View,
+}
+
+impl CaseSlot {
+    /// The phantom's own patient key, written to `phantom.json` (`PH-00012`); deliberately not the fake
+    /// DICOM PatientID, which must never be needed downstream.
+    pub fn patient_key(&self) -> String {
+        format!("PH-{:05}", self.patient)
+    }
+
+    /// The breast's number among all breasts (`2 * patient + side`).
+    fn breast(&self) -> usize {
+        2 * self.patient + (self.laterality == Laterality::Right) as usize
+    }
+}
+
+/// The woman, breast and view of image `index`.
+pub fn case_slot(index: usize) -> CaseSlot {
+    let (laterality, view) = match index % VIEWS_PER_PATIENT {
+        0 => (Laterality::Left, View::CC),
+        1 => (Laterality::Left, View::MLO),
+        2 => (Laterality::Right, View::CC),
+        _ => (Laterality::Right, View::MLO),
+    };
+    CaseSlot { patient: index / VIEWS_PER_PATIENT, laterality, view }
+}
+
+/// BI-RADS breast density category (5th edition): A almost entirely fatty, B scattered fibroglandular,
+/// C heterogeneously dense, D extremely dense.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+pub enum Density {
+    /// Almost entirely fatty.
+    A,
+    /// Scattered areas of fibroglandular density.
+    B,
+    /// Heterogeneously dense.
+    C,
+    /// Extremely dense.
+    D,
+}
+
+impl Density {
+    /// `A`..`D`.
+    pub fn letter(self) -> &'static str {
+        match self {
+            Density::A => "A",
+            Density::B => "B",
+            Density::C => "C",
+            Density::D => "D",
+        }
+    }
+
+    /// From `A`..`D`.
+    pub fn parse(s: &str) -> Option<Self> {
+        [Density::A, Density::B, Density::C, Density::D].into_iter().find(|d| d.letter() == s.trim())
+    }
+
+    /// The number 1..4 (CBIS-DDSM's `breast_density`).
+    pub fn number(self) -> u8 {
+        self as u8 + 1
+    }
+
+    /// mini-MIAS background tissue: F fatty, G fatty-glandular, D dense-glandular.
+    pub fn mias(self) -> &'static str {
+        match self {
+            Density::A => "F",
+            Density::B => "G",
+            Density::C | Density::D => "D",
+        }
+    }
+}
+
+/// A synthetic woman.
+struct Patient {
+    density: Density,
+    anatomy: PatientAnatomy,
+    /// Mean glandular fraction and the texture's amplitude around it.
+    gland_mean: f64,
+    gland_amp: f64,
+}
+
+fn patient(seed: u64, p: usize) -> Patient {
+    let mut rng = stream(seed, Purpose::Patient, p as u64, 0);
+    // Roughly the screening population: 10 % A, 40 % B, 40 % C, 10 % D.
+    let u: f64 = rng.random();
+    let density = [(0.1, Density::A), (0.5, Density::B), (0.9, Density::C), (1.01, Density::D)]
+        .into_iter()
+        .find(|(c, _)| u < *c)
+        .map(|(_, d)| d)
+        .unwrap();
+    // The amplitudes keep the anatomical noise at the scale of a lesion comparable to the default lesion
+    // contrast (a few per cent): masses are subtle, as in screening, but not invisible.
+    let (gland_mean, gland_amp) = match density {
+        Density::A => (uniform(&mut rng, 0.03, 0.10), 0.05),
+        Density::B => (uniform(&mut rng, 0.15, 0.25), 0.07),
+        Density::C => (uniform(&mut rng, 0.33, 0.45), 0.09),
+        Density::D => (uniform(&mut rng, 0.55, 0.70), 0.09),
+    };
+    Patient { density, anatomy: PatientAnatomy::draw(&mut rng), gland_mean, gland_amp }
+}
+
+/// Breasts are assigned their class in blocks of this many, stratified: each block holds the requested
+/// fractions (randomly rounded), so even a phantom of a few women has every class.
+const CLASS_BLOCK: usize = 20;
+
+/// The label of image `index` (that of its breast), cheaply, without generating it.
+pub fn case_label(params: &PhantomParams, index: usize) -> Label {
+    let breast = case_slot(index).breast();
+    let (block, pos) = (breast / CLASS_BLOCK, breast % CLASS_BLOCK);
+    let mut rng = stream(params.seed, Purpose::Classes, block as u64, 0);
+    let mut count = |fraction: f64| {
+        let x = fraction.clamp(0.0, 1.0) * CLASS_BLOCK as f64;
+        (x.floor() + (rng.random::<f64>() < x.fract()) as u8 as f64) as usize
+    };
+    let malignant = count(params.malignant_fraction).min(CLASS_BLOCK);
+    let benign = count(params.benign_fraction).min(CLASS_BLOCK - malignant);
+    let mut labels: Vec<Label> = (0..CLASS_BLOCK)
+        .map(|i| {
+            if i < malignant {
+                Label::Malignant
+            } else if i < malignant + benign {
+                Label::Benign
+            } else {
+                Label::Normal
+            }
+        })
+        .collect();
+    // Fisher-Yates with our own draws (not `SliceRandom`) so the permutation is pinned by this crate.
+    for i in (1..CLASS_BLOCK).rev() {
+        let j = rng.random_range(0..=i);
+        labels.swap(i, j);
+    }
+    labels[pos]
+}
+
+// Attenuation model, in arbitrary units per mm. Only the ratios matter: glandular tissue attenuates about
+// 1.8x as much as fat at mammographic energies, muscle a little more than gland.
+const MU_FAT: f64 = 0.55;
+const MU_GLAND: f64 = 1.0;
+const MU_MUSCLE: f64 = 1.05;
+/// Thickness that maps to `GAIN` of the full scale for pure gland.
+const T_REF_MM: f64 = 75.0;
+const GAIN: f64 = 0.85;
+/// Background level as a fraction of the full scale: near zero, as in processed MONOCHROME2 images.
+const PEDESTAL: f64 = 0.004;
+/// Below this spatial frequency (cycles/mm) the texture spectrum is flat: the largest glandular
+/// structures are a few centimetres.
+const TEXTURE_K0: f64 = 1.0 / 25.0;
+
+fn smoothstep(x: f64) -> f64 {
+    let x = x.clamp(0.0, 1.0);
+    x * x * (3.0 - 2.0 * x)
+}
+
+/// Generates image `index` of the phantom. Depends on `params` and `index` only: cases can be generated
+/// in any order, in parallel, or singly.
+///
+/// Panics if `params` fails [`PhantomParams::validate`].
+pub fn generate_case(params: &PhantomParams, index: usize) -> GeneratedCase {
+    if let Err(e) = params.validate() {
+        panic!("{e}");
+    }
+    let seed = params.seed;
+    let slot = case_slot(index);
+    let woman = patient(seed, slot.patient);
+    let label = case_label(params, index);
+    let (w, h) = params.image_size();
+    let s = params.spacing_mm;
+
+    let mut view_rng = stream(seed, Purpose::View, index as u64, 0);
+    let breast = Breast::draw(&woman.anatomy, slot.laterality, slot.view, w, h, s, &mut view_rng);
+    let anatomy = breast.anatomy();
+
+    // Texture on a power-of-two grid covering the image; elongated along the nipple axis (mirrored for
+    // a right breast).
+    let angle = match slot.laterality {
+        Laterality::Left => breast.tilt,
+        Laterality::Right => -breast.tilt,
+    };
+    let spec = TextureSpec {
+        beta: params.beta,
+        spacing_mm: s,
+        k0_per_mm: TEXTURE_K0,
+        anisotropy: uniform(&mut view_rng, 1.3, 1.8),
+        angle,
+    };
+    let (gw, gh) = (w.next_power_of_two(), h.next_power_of_two());
+    let (gland_tex, fine_tex) = power_law_pair(gw, gh, &spec, &mut stream(seed, Purpose::Texture, index as u64, 0));
+
+    let mut signal = tissue_signal(&breast, &anatomy, &woman, &gland_tex, &fine_tex, gw);
+
+    // The lesion: drawn per breast (both views show the same mass), projected per view.
+    let mut lesion_masks = Vec::new();
+    let mut feature_masks = Vec::new();
+    let mut lesions = Vec::new();
+    if label != Label::Normal {
+        let mut breast_rng = stream(seed, Purpose::Breast, slot.patient as u64, slot.laterality as u64);
+        let shape = LesionShape::draw(label, params, &mut breast_rng);
+        // Where in the breast, on the breast's own axes, so CC and MLO agree roughly on depth.
+        let (ud, vd) = (uniform(&mut breast_rng, 0.25, 0.7), uniform(&mut breast_rng, -0.6, 0.6));
+        let rotation = uniform(&mut view_rng, 0.0, std::f64::consts::TAU);
+        let placed = place(shape, rotation, &breast, &anatomy, (ud, vd), &mut view_rng);
+        let mut r = placed.render(s, w, h, &mut signal);
+        // Placement keeps the lesion clear of the skin; this only matters for absurdly small breasts, where
+        // the lesion may be shrunk to its limit and still not fit. Ground truth never leaves the breast.
+        for (i, &inside) in anatomy.breast.iter().enumerate() {
+            if !inside {
+                r.mask[i] = 0;
+                r.features[i] = 0;
+            }
+        }
+        lesions.push(PhantomLesion {
+            label,
+            shape: placed.shape.shape.name().into(),
+            margin: placed.shape.margin().into(),
+            cx: placed.cx,
+            cy: placed.cy,
+            diameter_mm: placed.shape.diameter_mm,
+            contrast: placed.shape.contrast,
+            mask: String::new(),
+            feature_mask: None,
+        });
+        lesion_masks.push(GrayImage::from_vec(w, h, r.mask));
+        feature_masks.push(GrayImage::from_vec(w, h, r.features));
+    }
+
+    blur(&mut signal, w, h, params.blur_mm / s);
+    let image = quantise(&signal, params, index);
+    let breast_mask = GrayImage::from_vec(w, h, anatomy.breast.iter().map(|&b| if b { 255 } else { 0 }).collect());
+    GeneratedCase {
+        image,
+        lesion_masks,
+        feature_masks,
+        breast_mask,
+        meta: PhantomCase {
+            image: String::new(),
+            patient: slot.patient_key(),
+            laterality: slot.laterality,
+            view: slot.view,
+            density: woman.density.letter().into(),
+            spacing_mm: s,
+            lesions,
+        },
+    }
+}
+
+/// Attenuation line integral (before lesions, blur and noise) as a fraction of the reference.
+fn tissue_signal(
+    breast: &Breast,
+    an: &Anatomy,
+    woman: &Patient,
+    gland_tex: &[f32],
+    fine_tex: &[f32],
+    grid_w: usize,
+) -> Vec<f32> {
+    let (w, h) = (breast.w, breast.h);
+    let mut out = vec![0f32; w * h];
+    let t_full = breast.thickness_mm;
+    for row in 0..h {
+        for col in 0..w {
+            let i = row * w + col;
+            if !an.breast[i] {
+                continue;
+            }
+            // A rounded edge: the thickness rises like a half-circle over `edge_mm` from the skin line.
+            let e = (an.d_skin[i] as f64 / breast.edge_mm).min(1.0);
+            let thickness = t_full * (1.0 - (1.0 - e) * (1.0 - e)).sqrt();
+            let g = row * grid_w + col;
+            // The second texture gives fat and muscle their own faint structure (lobules, fibres): a
+            // perfectly flat region would be an artefact a network could key on.
+            let fine = 1.0 + 0.02 * fine_tex[g] as f64;
+            let mu = if an.pectoral[i] {
+                MU_MUSCLE * fine
+            } else {
+                // Fat under the skin and in front of the chest wall; glandular tissue in between.
+                let envelope =
+                    smoothstep(an.d_skin[i] as f64 / breast.fat_mm) * smoothstep(an.x_mm[i] as f64 / breast.retro_mm);
+                let gland = (envelope * (woman.gland_mean + woman.gland_amp * gland_tex[g] as f64)).clamp(0.0, 1.0);
+                MU_FAT * fine + (MU_GLAND - MU_FAT) * gland
+            };
+            out[i] = (thickness / T_REF_MM * mu) as f32;
+        }
+    }
+    out
+}
+
+/// Puts the lesion where it fits: inside the breast, clear of skin, muscle and image edges by a margin.
+/// Tries the breast's preferred spot, then random ones, then smaller versions of the lesion; a breast too
+/// small for any gets the lesion shrunk into its deepest point.
+fn place(
+    mut shape: LesionShape,
+    rotation: f64,
+    breast: &Breast,
+    an: &Anatomy,
+    spot: (f64, f64),
+    rng: &mut ChaCha8Rng,
+) -> Placed {
+    let (w, h, s) = (breast.w, breast.h, breast.spacing);
+    let margin = (3.0f64).min(0.03 * w as f64 * s);
+    // Room around a pixel: to air or muscle, and to the image edges (which cut a lesion off).
+    let room = |col: usize, row: usize| -> f64 {
+        let edge =
+            (col as f64 + 0.5).min(w as f64 - col as f64 - 0.5).min(row as f64 + 0.5).min(h as f64 - row as f64 - 0.5);
+        (an.d_free[row * w + col] as f64).min(edge * s)
+    };
+    let pixel = |cx: f64, cy: f64| -> Option<(usize, usize)> {
+        (cx >= 0.0 && cy >= 0.0 && cx < w as f64 && cy < h as f64).then_some((cx as usize, cy as usize))
+    };
+    for _ in 0..8 {
+        let need = shape.reach_mm(s) + margin;
+        let (x, y) = breast.point_on_axes(spot.0, spot.1);
+        let (cx, cy) = (breast.col_of(x), y / s);
+        if let Some((col, row)) = pixel(cx, cy)
+            && room(col, row) >= need
+        {
+            return Placed { shape, cx, cy, rotation };
+        }
+        for _ in 0..200 {
+            let (col, row) = (rng.random_range(0..w), rng.random_range(0..h));
+            if room(col, row) >= need {
+                return Placed { shape, cx: col as f64 + 0.5, cy: row as f64 + 0.5, rotation };
+            }
+        }
+        shape = shape.scaled(0.8);
+    }
+    // The deepest point (first in raster order on ties: deterministic).
+    let (mut best, mut at) = (f64::NEG_INFINITY, (w / 2, h / 2));
+    for row in 0..h {
+        for col in 0..w {
+            let r = room(col, row);
+            if r > best {
+                (best, at) = (r, (col, row));
+            }
+        }
+    }
+    let target = (best - 0.5 * margin).max(s);
+    while shape.reach_mm(s) > target && shape.diameter_mm > 2.0 * s {
+        shape = shape.scaled(0.9);
+    }
+    Placed { shape, cx: at.0 as f64 + 0.5, cy: at.1 as f64 + 0.5, rotation }
+}
+
+/// Separable Gaussian blur with standard deviation `sigma` pixels, edges clamped.
+fn blur(v: &mut [f32], w: usize, h: usize, sigma: f64) {
+    if sigma < 0.1 {
+        return;
+    }
+    let r = (3.0 * sigma).ceil() as isize;
+    let mut k: Vec<f32> = (-r..=r).map(|i| (-(i * i) as f64 / (2.0 * sigma * sigma)).exp() as f32).collect();
+    let sum: f32 = k.iter().sum();
+    k.iter_mut().for_each(|x| *x /= sum);
+    let mut tmp = vec![0f32; w * h];
+    let clamp = |i: isize, n: usize| i.clamp(0, n as isize - 1) as usize;
+    for row in 0..h {
+        let line = &v[row * w..(row + 1) * w];
+        for col in 0..w {
+            let mut acc = 0f32;
+            for (j, kv) in k.iter().enumerate() {
+                acc += kv * line[clamp(col as isize + j as isize - r, w)];
+            }
+            tmp[row * w + col] = acc;
+        }
+    }
+    for row in 0..h {
+        for col in 0..w {
+            let mut acc = 0f32;
+            for (j, kv) in k.iter().enumerate() {
+                acc += kv * tmp[clamp(row as isize + j as isize - r, h) * w + col];
+            }
+            v[row * w + col] = acc;
+        }
+    }
+}
+
+/// Scales to the stored range, adds quantum noise (Gaussian, standard deviation proportional to the
+/// square root of the signal, as for Poisson counts) and rounds.
+fn quantise(signal: &[f32], params: &PhantomParams, index: usize) -> GrayImage<u16> {
+    let (w, h) = params.image_size();
+    let full = ((1u32 << params.bits_stored) - 1) as f64;
+    let mut rng = stream(params.seed, Purpose::Noise, index as u64, 0);
+    let mut gauss = Gaussian::new();
+    let data = signal
+        .iter()
+        .map(|&l| {
+            let v = full * (PEDESTAL + GAIN * l as f64);
+            let noisy = v + params.quantum_noise * (v * full).sqrt() * gauss.sample(&mut rng);
+            noisy.round().clamp(0.0, full) as u16
+        })
+        .collect();
+    GrayImage::from_vec(w, h, data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_and_stratified_labels() {
+        assert_eq!(case_slot(5), CaseSlot { patient: 1, laterality: Laterality::Left, view: View::MLO });
+        assert_eq!(case_slot(5).patient_key(), "PH-00001");
+        let p = PhantomParams { seed: 3, ..Default::default() };
+        // A breast's two views share its label.
+        for i in (0..400).step_by(2) {
+            assert_eq!(case_label(&p, i), case_label(&p, i + 1));
+        }
+        let labels: Vec<Label> = (0..4 * CLASS_BLOCK / 2).step_by(2).map(|i| case_label(&p, i)).collect();
+        let n = |l| labels.iter().filter(|&&x| x == l).count();
+        assert_eq!((n(Label::Malignant), n(Label::Benign), n(Label::Normal)), (6, 6, 8));
+    }
+}
