@@ -21,6 +21,7 @@ use crate::lut::{ModalityLut, Voi, VoiFunction};
 
 /// Reads a DICOM file and decodes its first frame.
 pub fn read_dicom(path: &Path) -> Result<Mammogram> {
+    guard_file(path)?;
     let obj = OpenFileOptions::new().open_file(path).map_err(|e| open_error(path, &e))?;
     decode_object(path, obj)
 }
@@ -31,6 +32,7 @@ pub fn decode_dicom_bytes(path: &Path, bytes: &[u8]) -> Result<Mammogram> {
     if bytes.len() < 132 || &bytes[128..132] != b"DICM" {
         return Err(IoError::format(path, "not a DICOM file (no DICM preamble)"));
     }
+    crate::dicom_guard::check(&mut std::io::Cursor::new(bytes)).map_err(|m| IoError::format(path, m))?;
     let obj = OpenFileOptions::new()
         .read_preamble(dicom_object::file::ReadPreamble::Always)
         .from_reader(bytes)
@@ -38,8 +40,16 @@ pub fn decode_dicom_bytes(path: &Path, bytes: &[u8]) -> Result<Mammogram> {
     decode_object(path, obj)
 }
 
+/// Runs the structural pre-check ([`crate::dicom_guard`]) on a file.
+fn guard_file(path: &Path) -> Result<()> {
+    let file = std::fs::File::open(path).map_err(|e| IoError::io(path, e))?;
+    let mut r = std::io::BufReader::with_capacity(8192, file);
+    crate::dicom_guard::check(&mut r).map_err(|m| IoError::format(path, m))
+}
+
 /// The header only (everything before Pixel Data): what `inspect` needs, without decoding pixels.
 pub fn read_dicom_header(path: &Path) -> Result<(ImageInfo, usize, usize)> {
+    guard_file(path)?;
     let obj = OpenFileOptions::new().read_until(tags::PIXEL_DATA).open_file(path).map_err(|e| open_error(path, &e))?;
     let geometry = Geometry::read(path, &obj)?;
     let info = image_info(path, &obj, &geometry)?;
@@ -84,6 +94,9 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
+/// The most pixels one frame may have (10x the largest full-field detector).
+pub const MAX_PIXELS: usize = 256 * 1024 * 1024;
+
 /// The attributes that say how to read the pixel buffer.
 struct Geometry {
     rows: usize,
@@ -119,6 +132,14 @@ impl Geometry {
         if samples_per_pixel != 1 {
             return Err(IoError::unsupported(path, format!("{samples_per_pixel} samples per pixel (grayscale only)")));
         }
+        // The largest mammography detectors are about 24 MP; refusing absurd sizes up front keeps a
+        // corrupt header from making a decoder allocate gigabytes.
+        if rows * cols > MAX_PIXELS {
+            return Err(IoError::unsupported(
+                path,
+                format!("image of {cols} x {rows} pixels (more than {MAX_PIXELS})"),
+            ));
+        }
         if rows == 0 || cols == 0 {
             return Err(IoError::format(path, format!("empty image ({cols} x {rows})")));
         }
@@ -153,6 +174,9 @@ fn decode_object(path: &Path, mut obj: DefaultDicomObject) -> Result<Mammogram> 
     let info = image_info(path, &obj, &geometry)?;
     let n = geometry.rows * geometry.cols;
 
+    if !ts.is_codec_free() {
+        check_expansion(path, &obj, &ts_uid, n * geometry.bits_allocated.div_ceil(8) as usize)?;
+    }
     let raw: Samples = if ts.is_codec_free() {
         // Native syntaxes: move the buffer the parser already holds instead of copying it (a full-field
         // image is tens of megabytes).
@@ -180,6 +204,28 @@ fn decode_object(path: &Path, mut obj: DefaultDicomObject) -> Result<Mammogram> 
     }
     let samples = mask_to_bits_stored(raw, n, geometry.bits_stored, geometry.signed);
     Ok(Mammogram { width: geometry.cols, height: geometry.rows, samples, info })
+}
+
+/// Refuses compressed data too small to hold the declared image under the codec's best possible ratio
+/// (RLE: 128 bytes from 2; JPEG lossless: at least one bit per sample), before any decoder allocates
+/// the output. JPEG 2000 has no such bound.
+fn check_expansion(path: &Path, obj: &DefaultDicomObject, ts_uid: &str, out_bytes: usize) -> Result<()> {
+    let max_ratio = match ts_uid {
+        "1.2.840.10008.1.2.5" => 64,
+        "1.2.840.10008.1.2.4.57" | "1.2.840.10008.1.2.4.70" => 16,
+        _ => return Ok(()),
+    };
+    let compressed: usize = match obj.get(tags::PIXEL_DATA).map(|e| e.value()) {
+        Some(Value::PixelSequence(seq)) => seq.fragments().iter().map(|f| f.len()).sum(),
+        _ => return Err(IoError::format(path, "compressed transfer syntax but Pixel Data is not encapsulated")),
+    };
+    if compressed.saturating_mul(max_ratio) < out_bytes {
+        return Err(IoError::format(
+            path,
+            format!("{compressed} bytes of compressed pixel data cannot hold the declared image (truncated file?)"),
+        ));
+    }
+    Ok(())
 }
 
 fn native_samples(path: &Path, element: InMemElement, g: &Geometry) -> Result<Samples> {

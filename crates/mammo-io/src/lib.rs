@@ -12,6 +12,7 @@
 
 pub mod atomic;
 pub mod dicom;
+pub mod dicom_guard;
 pub mod error;
 pub mod image;
 pub mod layouts;

@@ -1,0 +1,239 @@
+//! A cheap structural pre-check of a DICOM file before dicom-rs parses it.
+//!
+//! dicom-rs allocates (and zero-fills) an element's declared length before reading its value, so one
+//! corrupt length field in a 700-byte file makes it write up to 4 GB: a truncated or damaged file could
+//! exhaust memory instead of failing. Fuzzing found this. This walk reads only element headers, seeks over
+//! values, descends into sequences and items, and refuses any declared length that runs past the end of
+//! the file — after which no allocation dicom-rs makes can exceed the file's size.
+
+use std::io::{Read, Seek, SeekFrom};
+
+use dicom_core::Tag;
+use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry};
+use dicom_dictionary_std::StandardDataDictionary;
+
+const UNDEFINED: u32 = 0xFFFF_FFFF;
+const IMPLICIT_VR_LE: &str = "1.2.840.10008.1.2";
+const EXPLICIT_VR_BE: &str = "1.2.840.10008.1.2.2";
+const DEFLATED: &str = "1.2.840.10008.1.2.1.99";
+const DEFLATED_IMAGE: &str = "1.2.840.10008.1.2.8.1";
+
+/// Checks every declared length of a file that starts with the 128-byte preamble and `DICM`.
+/// Returns a message for the caller to wrap with the file name.
+pub fn check<R: Read + Seek>(r: &mut R) -> Result<(), String> {
+    let end = r.seek(SeekFrom::End(0)).map_err(|e| e.to_string())?;
+    r.seek(SeekFrom::Start(132)).map_err(|e| e.to_string())?;
+    let mut w = Walker { r, end, pos: 132, explicit: true, big_endian: false };
+    // File meta group: always explicit VR little endian; it names the dataset's transfer syntax.
+    let mut ts = String::new();
+    loop {
+        let at = w.pos;
+        let Some((group, element)) = w.tag()? else { return Ok(()) };
+        if group != 0x0002 {
+            w.seek(at)?;
+            break;
+        }
+        let len = w.header_len((group, element))?;
+        if len == UNDEFINED {
+            return Err("undefined length in the file meta group".into());
+        }
+        w.fits(len, (group, element))?;
+        if element == 0x0010 {
+            let mut v = vec![0u8; len as usize];
+            w.read(&mut v)?;
+            ts = String::from_utf8_lossy(&v).trim_end_matches(['\0', ' ']).to_string();
+        } else {
+            w.skip(len)?;
+        }
+    }
+    match ts.as_str() {
+        // The dataset is compressed as a whole: dicom-rs inflates it through a bounded reader.
+        DEFLATED | DEFLATED_IMAGE => return Ok(()),
+        IMPLICIT_VR_LE => w.explicit = false,
+        EXPLICIT_VR_BE => w.big_endian = true,
+        _ => {}
+    }
+    w.dataset()
+}
+
+struct Walker<'a, R> {
+    r: &'a mut R,
+    end: u64,
+    pos: u64,
+    explicit: bool,
+    big_endian: bool,
+}
+
+impl<R: Read + Seek> Walker<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> Result<(), String> {
+        self.r.read_exact(buf).map_err(|_| format!("truncated at byte {}", self.pos))?;
+        self.pos += buf.len() as u64;
+        Ok(())
+    }
+    fn u16(&mut self) -> Result<u16, String> {
+        let mut b = [0u8; 2];
+        self.read(&mut b)?;
+        Ok(if self.big_endian { u16::from_be_bytes(b) } else { u16::from_le_bytes(b) })
+    }
+    fn u32(&mut self) -> Result<u32, String> {
+        let mut b = [0u8; 4];
+        self.read(&mut b)?;
+        Ok(if self.big_endian { u32::from_be_bytes(b) } else { u32::from_le_bytes(b) })
+    }
+    fn seek(&mut self, to: u64) -> Result<(), String> {
+        self.r.seek(SeekFrom::Start(to)).map_err(|e| e.to_string())?;
+        self.pos = to;
+        Ok(())
+    }
+    fn skip(&mut self, len: u32) -> Result<(), String> {
+        self.seek(self.pos + len as u64)
+    }
+    /// The next tag, or `None` at the end of the file.
+    fn tag(&mut self) -> Result<Option<(u16, u16)>, String> {
+        if self.pos >= self.end {
+            return Ok(None);
+        }
+        if self.end - self.pos < 4 {
+            return Err(format!("truncated element header at byte {}", self.pos));
+        }
+        // Items and delimiters are little endian in every little-endian syntax.
+        Ok(Some((self.u16()?, self.u16()?)))
+    }
+    fn fits(&self, len: u32, tag: (u16, u16)) -> Result<(), String> {
+        if len as u64 > self.end - self.pos {
+            return Err(format!(
+                "element ({:04X},{:04X}) declares {len} bytes but only {} remain (truncated or corrupt file)",
+                tag.0,
+                tag.1,
+                self.end - self.pos
+            ));
+        }
+        Ok(())
+    }
+    /// Reads VR (explicit syntaxes) and length; returns the length and whether the element is a sequence.
+    fn header_len(&mut self, tag: (u16, u16)) -> Result<u32, String> {
+        Ok(self.header(tag)?.0)
+    }
+    fn header(&mut self, tag: (u16, u16)) -> Result<(u32, bool), String> {
+        if tag.0 == 0xFFFE || !self.explicit {
+            let len = self.u32()?;
+            let is_seq = tag.0 != 0xFFFE
+                && (len == UNDEFINED
+                    || StandardDataDictionary
+                        .by_tag(Tag(tag.0, tag.1))
+                        .is_some_and(|e| e.vr().relaxed() == dicom_core::VR::SQ));
+            return Ok((len, is_seq));
+        }
+        let mut vr = [0u8; 2];
+        self.read(&mut vr)?;
+        let long = matches!(
+            &vr,
+            b"OB" | b"OD" | b"OF" | b"OL" | b"OV" | b"OW" | b"SQ" | b"UC" | b"UR" | b"UT" | b"UN" | b"SV" | b"UV"
+        );
+        let len = if long {
+            self.u16()?;
+            self.u32()?
+        } else {
+            self.u16()? as u32
+        };
+        Ok((len, &vr == b"SQ" || (&vr == b"UN" && len == UNDEFINED)))
+    }
+    fn dataset(&mut self) -> Result<(), String> {
+        // Depth of encapsulated pixel data (fragments are raw bytes, skipped until the sequence ends).
+        let mut fragments = false;
+        let mut depth = 0u32;
+        while let Some(tag) = self.tag()? {
+            if tag.0 == 0xFFFE {
+                let len = self.u32()?;
+                match tag.1 {
+                    0xE000 => {
+                        if fragments {
+                            if len == UNDEFINED {
+                                return Err("a pixel data fragment has an undefined length".into());
+                            }
+                            self.fits(len, tag)?;
+                            self.skip(len)?;
+                        } else if len != UNDEFINED {
+                            self.fits(len, tag)?; // an item's elements follow; walk into them
+                        }
+                    }
+                    0xE0DD => {
+                        fragments = false;
+                        depth = depth.saturating_sub(1);
+                    }
+                    _ => {}
+                }
+                continue;
+            }
+            let (len, is_seq) = self.header(tag)?;
+            if tag == (0x7FE0, 0x0010) && len == UNDEFINED {
+                fragments = true;
+                depth += 1;
+                continue;
+            }
+            if len == UNDEFINED {
+                depth += 1;
+                if depth > 64 {
+                    return Err("sequences nested more than 64 deep".into());
+                }
+                continue;
+            }
+            self.fits(len, tag)?;
+            if !is_seq {
+                self.skip(len)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(body: &[u8], ts: &str) -> Vec<u8> {
+        let mut f = vec![0u8; 128];
+        f.extend_from_slice(b"DICM");
+        let mut ts_bytes = ts.as_bytes().to_vec();
+        if ts_bytes.len() % 2 == 1 {
+            ts_bytes.push(0);
+        }
+        f.extend_from_slice(&[0x02, 0x00, 0x10, 0x00, b'U', b'I']);
+        f.extend_from_slice(&(ts_bytes.len() as u16).to_le_bytes());
+        f.extend_from_slice(&ts_bytes);
+        f.extend_from_slice(body);
+        f
+    }
+
+    #[test]
+    fn refuses_a_length_past_the_end_and_accepts_a_good_file() {
+        // (0010,0010) PN with length 4, then (7FE0,0010) OW declaring 3.6 GB.
+        let mut body = vec![0x10, 0x00, 0x10, 0x00, b'P', b'N', 4, 0, b'A', b'^', b'B', b' '];
+        body.extend_from_slice(&[0xE0, 0x7F, 0x10, 0x00, b'O', b'W', 0, 0]);
+        let good = {
+            let mut b = body.clone();
+            b.extend_from_slice(&4u32.to_le_bytes());
+            b.extend_from_slice(&[1, 2, 3, 4]);
+            file(&b, "1.2.840.10008.1.2.1")
+        };
+        assert!(check(&mut std::io::Cursor::new(good)).is_ok());
+        body.extend_from_slice(&0xD9CE_D1D0u32.to_le_bytes());
+        let err = check(&mut std::io::Cursor::new(file(&body, "1.2.840.10008.1.2.1"))).unwrap_err();
+        assert!(err.contains("(7FE0,0010)") && err.contains("remain"), "{err}");
+    }
+
+    #[test]
+    fn implicit_sequences_are_walked_into() {
+        // (0028,3010) VOILUTSequence, implicit VR, defined length holding an item with a bad inner length.
+        let mut inner = vec![0x28, 0x00, 0x06, 0x30];
+        inner.extend_from_slice(&1_000_000u32.to_le_bytes());
+        let mut item = vec![0xFE, 0xFF, 0x00, 0xE0];
+        item.extend_from_slice(&(inner.len() as u32).to_le_bytes());
+        item.extend_from_slice(&inner);
+        let mut body = vec![0x28, 0x00, 0x10, 0x30];
+        body.extend_from_slice(&(item.len() as u32).to_le_bytes());
+        body.extend_from_slice(&item);
+        let err = check(&mut std::io::Cursor::new(file(&body, "1.2.840.10008.1.2"))).unwrap_err();
+        assert!(err.contains("(0028,3006)"), "{err}");
+    }
+}
