@@ -283,8 +283,11 @@ const RLE_LOSSLESS: &str = "1.2.840.10008.1.2.5";
 
 /// RLE Lossless (PS3.5 Annex G), first frame, one sample per pixel: a 64-byte header of segment offsets,
 /// then one PackBits segment per byte of the sample, most significant first. dicom-rs's adapter decodes
-/// every frame through several intermediate buffers and a byte-by-byte scatter; this writes each plane
-/// once and joins them in one vectorised pass (about 3x faster on a full-field image, bench/RESULTS.md).
+/// every frame through several intermediate buffers and a byte-by-byte scatter; this decodes both planes
+/// straight into the samples (2-3x faster on a full-field image, bench/RESULTS.md).
+/// Images at least this large decode their two RLE byte planes on two threads.
+const PARALLEL_RLE_PIXELS: usize = 1 << 20;
+
 fn rle_first_frame(path: &Path, obj: &DefaultDicomObject, g: &Geometry) -> Result<Samples> {
     let err = |m: String| IoError::format(path, format!("cannot decode pixel data (RLE Lossless): {m}"));
     let Some(Value::PixelSequence(seq)) = obj.get(tags::PIXEL_DATA).map(|e| e.value()) else {
@@ -325,33 +328,78 @@ fn rle_first_frame(path: &Path, obj: &DefaultDicomObject, g: &Geometry) -> Resul
         Ok(&frame[start..end])
     };
     let short = |s: usize| err(format!("segment {} ends before its {n} bytes (truncated?)", s + 1));
-    // The most significant byte plane first, as bytes...
-    let mut high = Vec::with_capacity(n);
-    let complete = unpack_bits(segment(0)?, n, |run| match run {
-        PackBits::Literal(l) => high.extend_from_slice(l),
-        PackBits::Repeat(len, b) => high.resize(high.len() + len, b),
-    });
-    if !complete {
-        return Err(short(0));
-    }
-    if bytes == 1 {
-        return bytes_to_samples(path, &high, g, true);
-    }
-    // ...then the low plane straight into the samples, joined with the high bytes on the way.
-    let mut v: Vec<u16> = Vec::with_capacity(n);
-    let complete = unpack_bits(segment(1)?, n, |run| {
-        let o = v.len();
-        match run {
+    // The most significant byte plane straight into the samples (shifted into place for 16 bits), then the
+    // low plane OR-ed in: no intermediate plane buffer (on a full-field image the page faults of fresh
+    // buffers cost as much as the decoding). Slice writes into a sized buffer rather than Vec::extend or
+    // Vec::resize, whose per-element length bookkeeping kept the loops scalar.
+    let shift = if bytes == 2 { 8 } else { 0 };
+    let high = segment(0)?;
+    let low = if bytes == 2 { Some(segment(1)?) } else { None };
+    // The two byte planes are independent PackBits streams: on a full-field image the low plane is
+    // decoded on a second thread into a byte buffer while this one writes the high plane straight into
+    // the samples; one vectorised pass then ORs them together.
+    let (v, low_plane) = std::thread::scope(|s| {
+        let low_job = low.filter(|_| n >= PARALLEL_RLE_PIXELS).map(|seg| {
+            s.spawn(move || {
+                let mut plane = vec![0u8; n];
+                let mut o = 0;
+                let complete = unpack_bits(seg, n, |run| match run {
+                    PackBits::Literal(l) => {
+                        plane[o..o + l.len()].copy_from_slice(l);
+                        o += l.len();
+                    }
+                    PackBits::Repeat(len, b) => {
+                        plane[o..o + len].fill(b);
+                        o += len;
+                    }
+                });
+                complete.then_some(plane)
+            })
+        });
+        let mut v: Vec<u16> = vec![0; n];
+        let mut o = 0;
+        let complete = unpack_bits(high, n, |run| match run {
             PackBits::Literal(l) => {
-                v.extend(high[o..o + l.len()].iter().zip(l).map(|(&h, &l)| u16::from_be_bytes([h, l])))
+                v[o..o + l.len()].iter_mut().zip(l).for_each(|(x, &hi)| *x = u16::from(hi) << shift);
+                o += l.len();
             }
-            PackBits::Repeat(len, b) => v.extend(high[o..o + len].iter().map(|&h| u16::from_be_bytes([h, b]))),
-        }
+            PackBits::Repeat(len, b) => {
+                v[o..o + len].fill(u16::from(b) << shift);
+                o += len;
+            }
+        });
+        let low_plane = low_job.map(|j| j.join().expect("RLE worker does not panic"));
+        (complete.then_some(v), low_plane)
     });
-    if !complete {
-        return Err(short(1));
+    let mut v = v.ok_or_else(|| short(0))?;
+    match (low, low_plane) {
+        (Some(_), Some(plane)) => {
+            let plane = plane.ok_or_else(|| short(1))?;
+            v.iter_mut().zip(&plane).for_each(|(x, &lo)| *x |= u16::from(lo));
+        }
+        (Some(seg), None) => {
+            let mut o = 0;
+            let complete = unpack_bits(seg, n, |run| match run {
+                PackBits::Literal(l) => {
+                    v[o..o + l.len()].iter_mut().zip(l).for_each(|(x, &lo)| *x |= u16::from(lo));
+                    o += l.len();
+                }
+                PackBits::Repeat(len, b) => {
+                    v[o..o + len].iter_mut().for_each(|x| *x |= u16::from(b));
+                    o += len;
+                }
+            });
+            if !complete {
+                return Err(short(1));
+            }
+        }
+        _ => {}
     }
-    Ok(if g.signed { Samples::Signed(v.into_iter().map(|x| x as i16).collect()) } else { Samples::Unsigned(v) })
+    Ok(match (g.signed, bytes) {
+        (false, _) => Samples::Unsigned(v),
+        (true, 1) => Samples::Signed(v.into_iter().map(|x| x as u8 as i8 as i16).collect()),
+        (true, _) => Samples::Signed(v.into_iter().map(|x| x as i16).collect()),
+    })
 }
 
 enum PackBits<'a> {
@@ -435,17 +483,19 @@ fn image_info(path: &Path, obj: &DefaultDicomObject, g: &Geometry) -> Result<Ima
 
     let slope = floats_of(obj, tags::RESCALE_SLOPE).map(|v| v[0]);
     let intercept = floats_of(obj, tags::RESCALE_INTERCEPT).map(|v| v[0]);
-    let modality_lut = match (slope, intercept) {
-        (None, None) => None,
-        (s, i) => Some(ModalityLut { slope: s.unwrap_or(1.0), intercept: i.unwrap_or(0.0) }),
+    // A Modality LUT Sequence takes precedence over rescale attributes (PS3.3 C.11.1: only one may be
+    // present; some files carry both, and the table is what viewers apply).
+    let modality_lut = match modality_table(obj, g.signed) {
+        Some(table) => Some(table),
+        None => match (slope, intercept) {
+            (None, None) => None,
+            (s, i) => Some(ModalityLut::Rescale { slope: s.unwrap_or(1.0), intercept: i.unwrap_or(0.0) }),
+        },
     };
-    if let Some(l) = modality_lut
-        && (l.slope == 0.0 || !l.slope.is_finite() || !l.intercept.is_finite())
+    if let Some(ModalityLut::Rescale { slope, intercept }) = modality_lut
+        && (slope == 0.0 || !slope.is_finite() || !intercept.is_finite())
     {
-        return Err(IoError::format(
-            path,
-            format!("invalid RescaleSlope {} / RescaleIntercept {}", l.slope, l.intercept),
-        ));
+        return Err(IoError::format(path, format!("invalid RescaleSlope {slope} / RescaleIntercept {intercept}")));
     }
 
     let (spacing_mm, spacing_source) =
@@ -484,6 +534,39 @@ fn image_info(path: &Path, obj: &DefaultDicomObject, g: &Geometry) -> Result<Ima
     })
 }
 
+/// A LUT item's (descriptor, data): (first mapped value, bits, entries). Shared by the modality and VOI
+/// LUT sequences, which encode tables the same way (PS3.3 C.11.1.1, C.11.2.1.1).
+fn lut_table(item: &InMemDicomObject, signed: bool) -> Option<(i32, u16, Vec<u16>)> {
+    let desc = item.get(tags::LUT_DESCRIPTOR).and_then(|e| e.to_multi_int::<i64>().ok())?;
+    if desc.len() < 3 {
+        return None;
+    }
+    let count = if desc[0] == 0 { 65536 } else { desc[0] as u16 as usize };
+    // The first mapped value is US or SS depending on the pixel representation.
+    let first_mapped = if signed { desc[1] as u16 as i16 as i32 } else { desc[1] as u16 as i32 };
+    let bits = desc[2] as u16;
+    let entries: Vec<u16> = match item.get(tags::LUT_DATA).map(|e| e.value()) {
+        Some(Value::Primitive(PrimitiveValue::U16(v))) => v.to_vec(),
+        Some(Value::Primitive(p)) => {
+            let b = p.to_bytes();
+            if bits <= 8 && b.len() == count {
+                b.iter().map(|&x| x as u16).collect()
+            } else {
+                b.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect()
+            }
+        }
+        _ => return None,
+    };
+    Some((first_mapped, bits, entries.into_iter().take(count).collect()))
+}
+
+fn modality_table(obj: &InMemDicomObject, signed: bool) -> Option<ModalityLut> {
+    let item = obj.get(tags::MODALITY_LUT_SEQUENCE)?.items()?.first()?;
+    let (first_mapped, bits, entries) = lut_table(item, signed)?;
+    let lut_type = item.get(tags::MODALITY_LUT_TYPE).and_then(|e| e.to_str().ok()).map(|s| s.trim().to_string());
+    Some(ModalityLut::Table { first_mapped, bits, entries, lut_type })
+}
+
 /// Windows first (they are what viewers default to), then the tables of the VOI LUT Sequence.
 fn voi_transforms(obj: &InMemDicomObject, signed: bool) -> Vec<Voi> {
     let mut out = Vec::new();
@@ -499,36 +582,10 @@ fn voi_transforms(obj: &InMemDicomObject, signed: bool) -> Vec<Voi> {
     }
     if let Some(items) = obj.get(tags::VOILUT_SEQUENCE).and_then(|e| e.items()) {
         for item in items {
-            let Some(desc) = item.get(tags::LUT_DESCRIPTOR).and_then(|e| e.to_multi_int::<i64>().ok()) else {
-                continue;
-            };
-            if desc.len() < 3 {
-                continue;
-            }
-            let count = if desc[0] == 0 { 65536 } else { desc[0] as usize };
-            // The first mapped value is US or SS depending on the pixel representation.
-            let first_mapped = if signed { desc[1] as u16 as i16 as i32 } else { desc[1] as u16 as i32 };
-            let bits = desc[2] as u16;
-            let entries: Vec<u16> = match item.get(tags::LUT_DATA).map(|e| e.value()) {
-                Some(Value::Primitive(PrimitiveValue::U16(v))) => v.to_vec(),
-                Some(Value::Primitive(p)) => {
-                    let b = p.to_bytes();
-                    if bits <= 8 && b.len() == count {
-                        b.iter().map(|&x| x as u16).collect()
-                    } else {
-                        b.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect()
-                    }
-                }
-                _ => continue,
-            };
+            let Some((first_mapped, bits, entries)) = lut_table(item, signed) else { continue };
             let explanation =
                 item.get(tags::LUT_EXPLANATION).and_then(|e| e.to_str().ok()).map(|s| s.trim().to_string());
-            out.push(Voi::Table {
-                first_mapped,
-                bits,
-                entries: entries.into_iter().take(count).collect(),
-                explanation,
-            });
+            out.push(Voi::Table { first_mapped, bits, entries, explanation });
         }
     }
     out

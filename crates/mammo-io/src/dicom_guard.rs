@@ -130,6 +130,40 @@ impl<R: Read + Seek> Walker<'_, R> {
             &vr,
             b"OB" | b"OD" | b"OF" | b"OL" | b"OV" | b"OW" | b"SQ" | b"UC" | b"UR" | b"UT" | b"UN" | b"SV" | b"UV"
         );
+        let short = matches!(
+            &vr,
+            b"AE"
+                | b"AS"
+                | b"AT"
+                | b"CS"
+                | b"DA"
+                | b"DS"
+                | b"DT"
+                | b"FL"
+                | b"FD"
+                | b"IS"
+                | b"LO"
+                | b"LT"
+                | b"PN"
+                | b"SH"
+                | b"SL"
+                | b"SS"
+                | b"ST"
+                | b"TM"
+                | b"UI"
+                | b"UL"
+                | b"US"
+        );
+        // Parsers disagree on how to read an element with an unknown VR, so refuse it rather than guess.
+        if !long && !short {
+            return Err(format!(
+                "element ({:04X},{:04X}) at byte {} has the invalid VR {:?} (corrupt file)",
+                tag.0,
+                tag.1,
+                self.pos - 2,
+                String::from_utf8_lossy(&vr)
+            ));
+        }
         let len = if long {
             self.u16()?;
             self.u32()?

@@ -150,7 +150,7 @@ pub struct ImageInfo {
     pub bits_stored: u16,
     pub signed: bool,
     pub photometric: Photometric,
-    /// Rescale slope/intercept; `None` when absent (identity).
+    /// Rescale slope/intercept or the Modality LUT Sequence's table; `None` when absent (identity).
     pub modality_lut: Option<ModalityLut>,
     /// VOI transforms in file order; the first is the default for viewing.
     pub voi: Vec<Voi>,
@@ -198,7 +198,7 @@ pub struct Mammogram {
 impl Mammogram {
     /// Values after the modality LUT (rescale), as f32: exact for every 16-bit input.
     pub fn modality_values(&self) -> GrayImage<f32> {
-        let lut = self.info.modality_lut.unwrap_or_default();
+        let lut = self.info.modality_lut.clone().unwrap_or_default();
         let data = match &self.samples {
             Samples::Unsigned(v) => v.iter().map(|&s| lut.apply(s as f64) as f32).collect(),
             Samples::Signed(v) => v.iter().map(|&s| lut.apply(s as f64) as f32).collect(),
@@ -210,7 +210,9 @@ impl Mammogram {
     /// with an identity LUT these are the stored values themselves (no float round trip). Values outside
     /// 0..=65535 are clamped and reported as the second element so the caller can warn.
     pub fn to_u16_after_modality(&self) -> (GrayImage<u16>, usize) {
-        if let (Samples::Unsigned(v), None) = (&self.samples, self.info.modality_lut.filter(|l| !l.is_identity())) {
+        if let (Samples::Unsigned(v), None) =
+            (&self.samples, self.info.modality_lut.as_ref().filter(|l| !l.is_identity()))
+        {
             return (GrayImage::from_vec(self.width, self.height, v.clone()), 0);
         }
         let values = self.modality_values();
@@ -237,7 +239,7 @@ impl Mammogram {
             // Invert around the range the stored bits can hold (not the image's own extremes), so the
             // background comes out near the bottom of the range as in a MONOCHROME2 image.
             let (lo, hi) = self.stored_range();
-            let lut = self.info.modality_lut.unwrap_or_default();
+            let lut = self.info.modality_lut.clone().unwrap_or_default();
             let (a, b) = (lut.apply(lo as f64) as f32, lut.apply(hi as f64) as f32);
             for v in &mut img.data {
                 *v = a + b - *v;

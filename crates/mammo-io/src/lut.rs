@@ -3,26 +3,53 @@
 
 use serde::Serialize;
 
-/// Rescale Slope / Rescale Intercept: output = slope * stored + intercept.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
-pub struct ModalityLut {
-    pub slope: f64,
-    pub intercept: f64,
+/// The modality LUT (PS3.3 C.11.1): a linear rescale, or a table from the Modality LUT Sequence.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum ModalityLut {
+    /// Rescale Slope / Rescale Intercept: output = slope * stored + intercept.
+    Rescale { slope: f64, intercept: f64 },
+    /// A lookup table; stored values below `first_mapped` take the first entry, beyond the last the last.
+    Table {
+        first_mapped: i32,
+        bits: u16,
+        #[serde(skip)]
+        entries: Vec<u16>,
+        lut_type: Option<String>,
+    },
 }
 
 impl Default for ModalityLut {
     fn default() -> Self {
-        ModalityLut { slope: 1.0, intercept: 0.0 }
+        ModalityLut::Rescale { slope: 1.0, intercept: 0.0 }
     }
 }
 
 impl ModalityLut {
     #[inline]
     pub fn apply(&self, v: f64) -> f64 {
-        v * self.slope + self.intercept
+        match self {
+            ModalityLut::Rescale { slope, intercept } => v * slope + intercept,
+            ModalityLut::Table { first_mapped, entries, .. } => {
+                if entries.is_empty() {
+                    return v;
+                }
+                let i = (v as i64 - *first_mapped as i64).clamp(0, entries.len() as i64 - 1) as usize;
+                entries[i] as f64
+            }
+        }
     }
     pub fn is_identity(&self) -> bool {
-        self.slope == 1.0 && self.intercept == 0.0
+        matches!(self, ModalityLut::Rescale { slope, intercept } if *slope == 1.0 && *intercept == 0.0)
+    }
+    /// A one-line description for `inspect`.
+    pub fn describe(&self) -> String {
+        match self {
+            ModalityLut::Rescale { slope, intercept } => format!("slope {slope} intercept {intercept}"),
+            ModalityLut::Table { first_mapped, bits, entries, .. } => {
+                format!("table of {} {bits}-bit entries from {first_mapped}", entries.len())
+            }
+        }
     }
 }
 

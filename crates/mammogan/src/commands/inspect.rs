@@ -54,7 +54,7 @@ fn text(i: &ImageInfo, width: usize, height: usize) -> String {
         ("view", opt(i.view.map(|v| format!("{v:?}")))),
         ("modality", opt(i.modality.clone())),
         ("intent", opt(i.presentation_intent.clone())),
-        ("rescale", opt(i.modality_lut.map(|l| format!("slope {} intercept {}", l.slope, l.intercept)))),
+        ("modality LUT", opt(i.modality_lut.as_ref().map(|l| l.describe()))),
         ("voi", format!("{} transform(s)", i.voi.len())),
     ];
     lines.iter().map(|(k, v)| format!("{k:>12}: {v}\n")).collect()
