@@ -24,21 +24,25 @@ pub fn check<R: Read + Seek>(r: &mut R) -> Result<(), String> {
     let end = r.seek(SeekFrom::End(0)).map_err(|e| e.to_string())?;
     r.seek(SeekFrom::Start(132)).map_err(|e| e.to_string())?;
     let mut w = Walker { r, end, pos: 132, explicit: true, big_endian: false };
-    // File meta group: always explicit VR little endian; it names the dataset's transfer syntax.
+    // File meta group: always explicit VR little endian, and (as dicom-rs reads it) it must open with
+    // its group length (0002,0000), which decides where the dataset starts — walking by any other rule
+    // would check a different element sequence than the parser then reads.
+    let first = w.tag()?.ok_or("no file meta group")?;
+    let (len, _) = w.header(first)?;
+    if first != (0x0002, 0x0000) || len != 4 {
+        return Err("the file meta group does not start with its group length (0002,0000)".into());
+    }
+    let group_length = w.u32()? as u64;
+    let meta_start = w.pos;
     let mut ts = String::new();
-    loop {
-        let at = w.pos;
-        let Some((group, element)) = w.tag()? else { return Ok(()) };
-        if group != 0x0002 {
-            w.seek(at)?;
-            break;
-        }
-        let len = w.header_len((group, element))?;
+    while w.pos - meta_start < group_length {
+        let tag = w.tag()?.ok_or("the file meta group is cut short")?;
+        let (len, _) = w.header(tag)?;
         if len == UNDEFINED {
             return Err("undefined length in the file meta group".into());
         }
-        w.fits(len, (group, element))?;
-        if element == 0x0010 {
+        w.fits(len, tag)?;
+        if tag == (0x0002, 0x0010) {
             let mut v = vec![0u8; len as usize];
             w.read(&mut v)?;
             ts = String::from_utf8_lossy(&v).trim_end_matches(['\0', ' ']).to_string();
@@ -232,6 +236,8 @@ mod tests {
         if ts_bytes.len() % 2 == 1 {
             ts_bytes.push(0);
         }
+        f.extend_from_slice(&[0x02, 0x00, 0x00, 0x00, b'U', b'L', 4, 0]);
+        f.extend_from_slice(&(8 + ts_bytes.len() as u32).to_le_bytes());
         f.extend_from_slice(&[0x02, 0x00, 0x10, 0x00, b'U', b'I']);
         f.extend_from_slice(&(ts_bytes.len() as u16).to_le_bytes());
         f.extend_from_slice(&ts_bytes);
