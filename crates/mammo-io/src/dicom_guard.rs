@@ -115,9 +115,6 @@ impl<R: Read + Seek> Walker<'_, R> {
         Ok(())
     }
     /// Reads VR (explicit syntaxes) and length; returns the length and whether the element is a sequence.
-    fn header_len(&mut self, tag: (u16, u16)) -> Result<u32, String> {
-        Ok(self.header(tag)?.0)
-    }
     fn header(&mut self, tag: (u16, u16)) -> Result<(u32, bool), String> {
         if tag.0 == 0xFFFE || !self.explicit {
             let len = self.u32()?;

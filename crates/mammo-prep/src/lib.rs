@@ -7,6 +7,7 @@
 
 pub mod dataset;
 pub mod error;
+pub mod image_prep;
 pub mod normalize;
 pub mod orient;
 pub mod patch;
@@ -17,4 +18,5 @@ pub mod split;
 
 pub use dataset::{DATASET_FORMAT_VERSION, DatasetInfo, PatchStore};
 pub use error::{PrepError, Result};
+pub use image_prep::PreparedImage;
 pub use pipeline::{PrepParams, prepare};

@@ -18,9 +18,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::dataset::{self, DatasetInfo, HashedFile, IndexRow};
 use crate::error::{PrepError, Result};
+use crate::image_prep::PreparedImage;
 use crate::patch::{self, PatchParams, Prepared};
 use crate::split::{self, Split, SplitFractions};
-use crate::{normalize, orient, resample, segment};
 
 /// Every parameter of preparation; recorded in `dataset.json`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -149,13 +149,10 @@ fn prepare_case(case: &Case, index: usize, params: &PrepParams) -> Result<CaseOu
             params.default_spacing_mm
         }
     };
+    let prepared_image = PreparedImage::new(&m, src_spacing, params.spacing_mm);
     let (sw, sh) = (m.width, m.height);
-    let (w, h) = (
-        resample::scaled_size(sw, src_spacing, params.spacing_mm),
-        resample::scaled_size(sh, src_spacing, params.spacing_mm),
-    );
-    let mut image = resample::resize(&m.density_values(), w, h);
     drop(m);
+    let (w, h) = (prepared_image.image.width, prepared_image.image.height);
 
     let mut inputs = vec![case.image.clone()];
     let mut lesions = Vec::new();
@@ -164,7 +161,7 @@ fn prepare_case(case: &Case, index: usize, params: &PrepParams) -> Result<CaseOu
             if let layouts::MaskSource::File { path } = src {
                 inputs.push(path.clone());
             }
-            Ok(resample::resize_mask(&layouts::rasterize(src, sw, sh)?, w, h))
+            Ok(prepared_image.mask_from_source(&layouts::rasterize(src, sw, sh)?))
         };
         let mask = raster(&lesion.mask)?;
         let features = match &lesion.feature_mask {
@@ -182,31 +179,12 @@ fn prepare_case(case: &Case, index: usize, params: &PrepParams) -> Result<CaseOu
         }
         lesions.push((lesion.label, mask, features));
     }
-
-    let breast = segment::breast_mask(&image);
-    for (v, b) in image.data.iter_mut().zip(&breast.data) {
-        if *b == 0 {
-            *v = 0.0;
-        }
-    }
-    let flipped = orient::chest_wall_on_right(&breast);
-    let (image, breast) = if flipped {
-        for (_, l, f) in &mut lesions {
-            *l = orient::flip_horizontal(l);
-            *f = orient::flip_horizontal(f);
-        }
-        (orient::flip_horizontal(&image), orient::flip_horizontal(&breast))
-    } else {
-        (image, breast)
-    };
-    let mut image = image;
-    normalize::normalize(&mut image, &breast);
+    let PreparedImage { ref image, ref breast, .. } = prepared_image;
 
     let mut rng =
         rand_chacha::ChaCha8Rng::seed_from_u64(params.seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    let prepared = Prepared { image: &image, breast: &breast, lesions: &lesions };
+    let prepared = Prepared { image, breast, lesions: &lesions };
     let size = params.patch.size as i64;
-    let (scale_x, scale_y) = (sw as f64 / w as f64, sh as f64 / h as f64);
     // An abnormal image whose lesion has no location (a label-only CSV row, a mini-MIAS line without
     // coordinates) yields no patch at all: its tissue cannot honestly be called normal.
     let mut patch_params = params.patch.clone();
@@ -222,13 +200,7 @@ fn prepare_case(case: &Case, index: usize, params: &PrepParams) -> Result<CaseOu
         .into_iter()
         .map(|p| {
             // Back to source-image pixel coordinates for the index.
-            let x = if flipped { w as i64 - p.x - size } else { p.x };
-            let bbox = [
-                (x as f64 * scale_x).round() as i64,
-                (p.y as f64 * scale_y).round() as i64,
-                (size as f64 * scale_x).round() as i64,
-                (size as f64 * scale_y).round() as i64,
-            ];
+            let bbox = prepared_image.box_to_source(p.x, p.y, size, size);
             (p, bbox)
         })
         .collect();
