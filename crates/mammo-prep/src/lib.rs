@@ -15,6 +15,7 @@ pub mod pipeline;
 pub mod resample;
 pub mod segment;
 pub mod split;
+pub mod tiling;
 
 pub use dataset::{DATASET_FORMAT_VERSION, DatasetInfo, PatchStore};
 pub use error::{PrepError, Result};
