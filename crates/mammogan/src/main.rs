@@ -29,6 +29,12 @@ enum Command {
     Phantom(commands::phantom::Args),
     /// Turn a dataset layout into a prepared, patient-split DATASET of patches and masks.
     Prepare(commands::prepare::Args),
+    /// Train the benign/malignant classifier and the malignancy-highlighting attribution GAN.
+    Train(commands::train::Args),
+    /// Measure a run against labels and ground-truth masks: metrics.json and report.html.
+    Evaluate(commands::evaluate::Args),
+    /// Score a whole mammogram and highlight malignancy features: overlay, heatmap, regions.
+    Explain(commands::explain::Args),
     /// Convert a mammogram (DICOM, PGM, PNG) into a 16-bit PNG of its values (or 8-bit with --voi).
     Convert(commands::convert::Args),
     /// Show an image's size, bits, photometric interpretation, transfer syntax, spacing, laterality, view.
@@ -43,6 +49,9 @@ fn main() -> ExitCode {
         Command::Quickstart(a) => commands::quickstart::run(a, &progress),
         Command::Phantom(a) => commands::phantom::run(a, &progress),
         Command::Prepare(a) => commands::prepare::run(a, &progress),
+        Command::Train(a) => commands::train::run(a, &progress),
+        Command::Evaluate(a) => commands::evaluate::run(a),
+        Command::Explain(a) => commands::explain::run(a),
         Command::Convert(a) => commands::convert::run(a),
         Command::Inspect(a) => commands::inspect::run(a),
     };
@@ -51,7 +60,17 @@ fn main() -> ExitCode {
         Err(e) => {
             progress.clear();
             // One line: the chain of causes joined, never a backtrace or a panic.
-            let msg = e.chain().map(|c| c.to_string()).collect::<Vec<_>>().join(": ");
+            // (A cause already quoted by its parent's message is not repeated.)
+            let mut msg = String::new();
+            for cause in e.chain() {
+                let c = cause.to_string();
+                if !msg.contains(&c) {
+                    if !msg.is_empty() {
+                        msg.push_str(": ");
+                    }
+                    msg.push_str(&c);
+                }
+            }
             eprintln!("error: {}", msg.replace('\n', " "));
             ExitCode::FAILURE
         }

@@ -4,8 +4,9 @@ use anyhow::{Result, bail};
 use mammo_io::layouts::Format;
 use mammo_phantom::{OutputFormat, PhantomParams};
 
-use crate::commands::{phantom, prepare};
+use crate::commands::{evaluate, explain, phantom, prepare, train};
 use crate::progress::Progress;
+use mammo_prep::split::Split;
 
 /// Marks a directory as quickstart's own, so a second run may replace it without risking user data.
 const MARKER: &str = "quickstart.json";
@@ -15,20 +16,25 @@ pub struct Args {
     /// Where to put everything (replaced if it holds an earlier quickstart; refused if it holds anything else).
     #[arg(long, default_value = "mammogan-quickstart")]
     out: PathBuf,
-    /// Synthetic images to generate.
-    #[arg(long, default_value_t = 32)]
+    /// Synthetic images to generate (four per synthetic woman).
+    #[arg(long, default_value_t = 64)]
     cases: usize,
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    device: String,
 }
 
 pub fn run(args: Args, progress: &Progress) -> Result<()> {
+    let started = std::time::Instant::now();
     claim(&args.out)?;
     let phantom_dir = args.out.join("phantom");
     let dataset_dir = args.out.join("dataset");
+    let run_dir = args.out.join("run");
     let params = PhantomParams { cases: args.cases, seed: args.seed, ..Default::default() };
     phantom::write(&phantom_dir, &params, OutputFormat::Dicom, progress)?;
-    println!("1/2 phantom: {} synthetic DICOM mammograms with exact masks in {}", args.cases, phantom_dir.display());
+    println!("1/5 phantom: {} synthetic DICOM mammograms with exact masks in {}", args.cases, phantom_dir.display());
 
     let prep = prepare::PrepArgs {
         spacing: 0.4,
@@ -44,11 +50,64 @@ pub fn run(args: Args, progress: &Progress) -> Result<()> {
         bar.set_position(d as u64)
     })?;
     bar.finish_and_clear();
-    println!("2/2 prepare:");
+    println!("2/5 prepare:");
     print!("{}", prepare::summary(&info, &dataset_dir));
+
+    let opts = train::TrainOpts {
+        set: vec![format!("train.seed={}", args.seed)],
+        device: args.device.clone(),
+        ..Default::default()
+    };
+    let trained = train::train(&dataset_dir, &run_dir, &opts, progress)?;
+    println!("3/5 train on {} ({} threads):", trained.device.backend, trained.device.threads);
+    for (model, hash) in &trained.weights {
+        println!("  {model:>11}: {} steps, weights blake3 {}", trained.steps[model], &hash[..16]);
+    }
+
+    let metrics = evaluate::evaluate(&run_dir, Some(&dataset_dir), Split::Test, &args.device, args.seed)?;
+    println!("4/5 evaluate on the held-out test split:");
+    for key in [
+        "classifier.auc",
+        "classifier.sensitivity",
+        "classifier.specificity",
+        "attribution.pointing_game",
+        "attribution.pxap",
+        "saliency.pxap",
+        "attribution.ncc",
+        "saliency.ncc",
+        "attribution.counterfactual_drop",
+    ] {
+        let v = metrics.get(key).and_then(|v| v.as_f64()).map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into());
+        println!("  {key:>32}: {v}");
+    }
+
+    // Explain the first malignant image of the phantom, whole.
+    let manifest: mammo_io::layouts::PhantomManifest =
+        serde_json::from_slice(&std::fs::read(phantom_dir.join(mammo_io::layouts::PHANTOM_MANIFEST))?)?;
+    let case = manifest
+        .cases
+        .iter()
+        .find(|c| c.lesions.iter().any(|l| l.label == mammo_io::layouts::Label::Malignant))
+        .or(manifest.cases.first())
+        .expect("the phantom has cases");
+    let explain_dir = args.out.join("explain");
+    let r = explain::explain(&run_dir, &phantom_dir.join(&case.image), &explain_dir, None, 0.5, &args.device)?;
+    println!(
+        "5/5 explain {}: score {:.3}, top region {:?}",
+        case.image,
+        r.score,
+        r.regions.first().map(|g| [g.x, g.y, g.w, g.h])
+    );
+    println!("  overlay: {}", explain_dir.join("overlay.png").display());
+
     let marker =
         serde_json::json!({ "cases": args.cases, "seed": args.seed, "dataset_content_hash": info.content_hash });
     mammo_io::atomic::write_bytes(&args.out.join(MARKER), serde_json::to_string_pretty(&marker)?.as_bytes())?;
+    println!(
+        "report: {}  ({:.0} s)",
+        run_dir.join(mammo_track::RunDir::EVAL).join("report.html").display(),
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 

@@ -1,0 +1,657 @@
+//! The training configuration: every hyperparameter, with a documented default, read from and written to
+//! TOML (`RUN/config.toml` holds the fully resolved one).
+//!
+//! The defaults are a quickstart on the phantom with 2 CPU cores: tiny models and few steps. Real data
+//! wants more channels and many more steps (`--set train.steps=20000` and friends).
+//!
+//! Every key can be overridden by its dotted name ([`TrainConfig::set`]); a value is checked against the
+//! type of the key it replaces, and every error names the key (and the file, when there is one).
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use toml::{Table, Value};
+
+/// Why a configuration could not be read, changed or accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML.
+    #[error("{path}: not valid TOML: {message}")]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message (with line and column).
+        message: String,
+    },
+    /// A key does not exist (`key` is the full dotted name).
+    #[error("{}unknown key `{key}`{hint}", file_prefix(.file))]
+    UnknownKey {
+        /// The dotted key, e.g. `train.stpes`.
+        key: String,
+        /// The file it came from, if any.
+        file: Option<PathBuf>,
+        /// A list of the keys that do exist there.
+        hint: String,
+    },
+    /// A key exists but the value does not fit it.
+    #[error("{}`{key}`: {message}", file_prefix(.file))]
+    Invalid {
+        /// The dotted key.
+        key: String,
+        /// The file it came from, if any.
+        file: Option<PathBuf>,
+        /// What is wrong with the value.
+        message: String,
+    },
+}
+
+fn file_prefix(file: &Option<PathBuf>) -> String {
+    file.as_ref().map(|f| format!("{}: ", f.display())).unwrap_or_default()
+}
+
+impl ConfigError {
+    fn invalid(key: &str, message: impl Into<String>) -> Self {
+        ConfigError::Invalid { key: key.to_string(), file: None, message: message.into() }
+    }
+
+    fn in_file(self, path: &Path) -> Self {
+        match self {
+            ConfigError::UnknownKey { key, hint, .. } => {
+                ConfigError::UnknownKey { key, file: Some(path.to_path_buf()), hint }
+            }
+            ConfigError::Invalid { key, message, .. } => {
+                ConfigError::Invalid { key, file: Some(path.to_path_buf()), message }
+            }
+            other => other,
+        }
+    }
+
+    /// The dotted key the error is about, if it is about one.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            ConfigError::UnknownKey { key, .. } | ConfigError::Invalid { key, .. } => Some(key),
+            _ => None,
+        }
+    }
+}
+
+/// The whole configuration of a training run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Settings shared by every model: steps, seed, batch, logging, checkpoints, threads.
+    pub train: TrainSection,
+    /// Which patches are used.
+    pub data: DataSection,
+    /// The benign/malignant classifier.
+    pub classifier: ClassifierConfig,
+    /// The attribution GAN (map generator and critic).
+    pub attribution: AttributionConfig,
+}
+
+/// `[train]`: settings shared by every model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainSection {
+    /// Optimisation steps per model (one step = one batch; for the GAN, one generator update).
+    /// Default 150. `classifier.steps` / `attribution.steps` override it per model.
+    pub steps: u64,
+    /// The seed every random draw derives from (initialisation, batches, augmentation). Default 42.
+    pub seed: u64,
+    /// Patches per batch. Default 32.
+    pub batch_size: usize,
+    /// Adam learning rate of the classifier (unless `classifier.lr` is set). Default 0.001.
+    pub lr: f64,
+    /// Report scalars every this many steps. Default 10.
+    pub log_every: u64,
+    /// Report example images every this many steps (0 = never). Default 50.
+    pub image_every: u64,
+    /// Write a checkpoint every this many steps (0 = only at the end). Default 50.
+    pub checkpoint_every: u64,
+    /// Keep this many newest checkpoints per model (0 = keep all). Default 3.
+    pub keep_checkpoints: usize,
+    /// CPU worker threads for the flex backend (0 = one per core). The pool is process-wide, so the
+    /// first training in a process decides. Results do not depend on it (see `device.rs`). Default 0.
+    pub threads: usize,
+}
+
+impl Default for TrainSection {
+    fn default() -> Self {
+        TrainSection {
+            steps: 150,
+            seed: 42,
+            batch_size: 32,
+            lr: 1e-3,
+            log_every: 10,
+            image_every: 50,
+            checkpoint_every: 50,
+            keep_checkpoints: 3,
+            threads: 0,
+        }
+    }
+}
+
+/// `[data]`: which patches are used.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DataSection {
+    /// The split the models train on. Default `"train"`.
+    pub split: String,
+    /// The labels the classifier learns as the negative class (0); malignant is always the positive
+    /// class (1). Default `["benign"]`; `["benign", "normal"]` adds normal tissue.
+    pub negatives: Vec<String>,
+}
+
+impl Default for DataSection {
+    fn default() -> Self {
+        DataSection { split: "train".into(), negatives: vec!["benign".into()] }
+    }
+}
+
+/// `[classifier]`: the residual CNN that gives P(malignant).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClassifierConfig {
+    /// Steps for this model, overriding `train.steps`. Default: unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub steps: Option<u64>,
+    /// Learning rate for this model, overriding `train.lr`. Default: unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lr: Option<f64>,
+    /// Channels of the stem; each residual stage doubles them. Default 8.
+    pub channels: usize,
+    /// Residual stages, each halving the resolution. Default 3 (64 px -> 8 px).
+    pub blocks: usize,
+    /// Decoupled (AdamW-style) weight decay. Default 0.0001.
+    pub weight_decay: f64,
+    /// Random horizontal and vertical flips. Default true.
+    pub flip: bool,
+    /// Random 90-degree rotations. Default true.
+    pub rotate90: bool,
+    /// Additive intensity jitter: a uniform offset in [-x, x]. Default 0.05 (0 = off).
+    pub intensity_jitter: f64,
+    /// Contrast jitter: scale about the patch mean by a factor in [1-x, 1+x]. Default 0.1 (0 = off).
+    pub contrast_jitter: f64,
+}
+
+impl Default for ClassifierConfig {
+    fn default() -> Self {
+        ClassifierConfig {
+            steps: None,
+            lr: None,
+            channels: 8,
+            blocks: 3,
+            weight_decay: 1e-4,
+            flip: true,
+            rotate90: true,
+            intensity_jitter: 0.05,
+            contrast_jitter: 0.1,
+        }
+    }
+}
+
+/// The class whose appearance the attribution GAN makes malignant patches take on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Reference {
+    /// Benign lesions: the map shows what makes a lesion malignant rather than benign (default).
+    Benign,
+    /// Normal tissue: the map shows the whole lesion.
+    Normal,
+}
+
+impl Reference {
+    /// The label of the reference patches.
+    pub fn label(self) -> mammo_io::layouts::Label {
+        match self {
+            Reference::Benign => mammo_io::layouts::Label::Benign,
+            Reference::Normal => mammo_io::layouts::Label::Normal,
+        }
+    }
+}
+
+/// The adversarial loss of the attribution GAN.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GanLoss {
+    /// Hinge loss (critic: relu(1 - D(real)) + relu(1 + D(fake)); generator: -D(fake)). Default.
+    Hinge,
+    /// Wasserstein loss (critic: D(fake) - D(real); generator: -D(fake)), Lipschitz through spectral
+    /// normalisation rather than a gradient penalty.
+    Wasserstein,
+}
+
+/// `[attribution]`: the map generator M (a U-Net) and its spectrally normalised critic.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AttributionConfig {
+    /// Generator steps for this model, overriding `train.steps`. Default: unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub steps: Option<u64>,
+    /// Channels of the U-Net's first level; each level doubles them. Default 8.
+    pub gen_channels: usize,
+    /// U-Net levels (resolution halves depth-1 times). Default 3.
+    pub gen_depth: usize,
+    /// Channels of the critic's first layer; each level doubles them. Default 8.
+    pub critic_channels: usize,
+    /// Stride-2 levels of the critic. Default 3.
+    pub critic_depth: usize,
+    /// Adam learning rate of the generator. Default 0.001.
+    pub lr_g: f64,
+    /// Adam learning rate of the critic. Default 0.001.
+    pub lr_c: f64,
+    /// Adam beta1 of both (GANs train better with little momentum). Default 0.5.
+    pub beta1: f64,
+    /// Adam beta2 of both. Default 0.9.
+    pub beta2: f64,
+    /// Critic updates per generator update. Default 2.
+    pub n_critic: u64,
+    /// Weight of the mean |m| penalty that keeps the map minimal. Default 2.0.
+    pub l1_weight: f64,
+    /// Bound of the map: m = map_scale * tanh(.). Default 1.0 (the full intensity range).
+    pub map_scale: f64,
+    /// The class x + m must pass as: `"benign"` (default) or `"normal"`.
+    pub reference: Reference,
+    /// `"hinge"` (default) or `"wasserstein"`.
+    pub loss: GanLoss,
+    /// Power-iteration steps per critic update for the spectral norm estimate. Default 1.
+    pub power_iterations: usize,
+    /// Divergence guard: stop with an error if |critic loss| exceeds this. Default 10000.
+    pub critic_loss_bound: f64,
+    /// Random flips and 90-degree rotations of both classes (no intensity jitter: intensity is
+    /// what the map may change). Default true.
+    pub augment: bool,
+}
+
+impl Default for AttributionConfig {
+    fn default() -> Self {
+        AttributionConfig {
+            steps: None,
+            gen_channels: 8,
+            gen_depth: 3,
+            critic_channels: 8,
+            critic_depth: 3,
+            lr_g: 1e-3,
+            lr_c: 1e-3,
+            beta1: 0.5,
+            beta2: 0.9,
+            n_critic: 2,
+            l1_weight: 2.0,
+            map_scale: 1.0,
+            reference: Reference::Benign,
+            loss: GanLoss::Hinge,
+            power_iterations: 1,
+            critic_loss_bound: 1e4,
+            augment: true,
+        }
+    }
+}
+
+/// Keys whose default is "unset", so they do not appear in a serialized default config; with the TOML
+/// type their value must have.
+const OPTIONAL_KEYS: &[(&str, &str)] =
+    &[("classifier.steps", "integer"), ("classifier.lr", "float"), ("attribution.steps", "integer")];
+
+impl TrainConfig {
+    /// Reads a TOML file. Keys it leaves out keep their defaults; unknown keys and ill-typed values are
+    /// errors naming the file and the key.
+    pub fn from_toml_file(path: &Path) -> Result<Self, ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.to_path_buf(), source })?;
+        Self::from_toml_str(&text).map_err(|e| match e {
+            ConfigError::Syntax { message, .. } => ConfigError::Syntax { path: path.to_path_buf(), message },
+            other => other.in_file(path),
+        })
+    }
+
+    /// Parses TOML text (see [`TrainConfig::from_toml_file`]).
+    pub fn from_toml_str(text: &str) -> Result<Self, ConfigError> {
+        let table: Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| ConfigError::Syntax { path: PathBuf::new(), message: e.to_string() })?;
+        let mut config = TrainConfig::default();
+        let mut leaves = Vec::new();
+        flatten("", &Value::Table(table), &mut leaves);
+        for (key, value) in leaves {
+            config.set_value(&key, value)?;
+        }
+        Ok(config)
+    }
+
+    /// The fully resolved configuration as TOML.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("a TrainConfig always serializes")
+    }
+
+    /// Overrides one key by its dotted name, e.g. `set("train.steps", "20")`. The value is parsed as the
+    /// type of the key (integer, float, bool, string, list: `benign,normal` or `["benign"]`).
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
+        let current = self.lookup(key)?;
+        let parsed = parse_like(key, value, current.as_ref())?;
+        self.set_value(key, parsed)
+    }
+
+    /// The current value of a key as TOML (`None` for an unset optional key).
+    fn lookup(&self, key: &str) -> Result<Option<Value>, ConfigError> {
+        let root = Value::try_from(self).expect("a TrainConfig always serializes");
+        let (section, leaf) = split_key(key)?;
+        let Some(Value::Table(table)) = root.get(section) else {
+            return Err(ConfigError::UnknownKey {
+                key: key.to_string(),
+                file: None,
+                hint: format!(
+                    " (sections: {})",
+                    root.as_table().unwrap().keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            });
+        };
+        if let Some(v) = table.get(leaf) {
+            return Ok(Some(v.clone()));
+        }
+        if OPTIONAL_KEYS.iter().any(|(k, _)| *k == key) {
+            return Ok(None);
+        }
+        let mut known: Vec<String> = table.keys().cloned().collect();
+        known
+            .extend(OPTIONAL_KEYS.iter().filter_map(|(k, _)| k.strip_prefix(&format!("{section}.")).map(String::from)));
+        known.sort();
+        Err(ConfigError::UnknownKey {
+            key: key.to_string(),
+            file: None,
+            hint: format!(" (keys of [{section}]: {})", known.join(", ")),
+        })
+    }
+
+    /// Sets a key to a TOML value, checking its type, then re-validates the whole config.
+    fn set_value(&mut self, key: &str, value: Value) -> Result<(), ConfigError> {
+        let current = self.lookup(key)?;
+        let value = coerce(key, value, current.as_ref())?;
+        let (section, leaf) = split_key(key)?;
+        let mut root = Value::try_from(&*self).expect("a TrainConfig always serializes");
+        root.get_mut(section).and_then(Value::as_table_mut).expect("section exists").insert(leaf.to_string(), value);
+        let updated: TrainConfig =
+            root.try_into().map_err(|e: toml::de::Error| ConfigError::invalid(key, e.message()))?;
+        updated.validate_key(key)?;
+        *self = updated;
+        Ok(())
+    }
+
+    /// Checks every value's range; the error names the first offending key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for key in self.keys() {
+            self.validate_key(&key)?;
+        }
+        Ok(())
+    }
+
+    /// Every dotted key of the configuration, optional ones included.
+    pub fn keys(&self) -> Vec<String> {
+        let mut leaves = Vec::new();
+        flatten("", &Value::try_from(self).expect("a TrainConfig always serializes"), &mut leaves);
+        let mut keys: Vec<String> = leaves.into_iter().map(|(k, _)| k).collect();
+        for (k, _) in OPTIONAL_KEYS {
+            if !keys.iter().any(|x| x == k) {
+                keys.push(k.to_string());
+            }
+        }
+        keys
+    }
+
+    fn validate_key(&self, key: &str) -> Result<(), ConfigError> {
+        let positive = |v: u64| if v == 0 { Err(ConfigError::invalid(key, "must be at least 1")) } else { Ok(()) };
+        let finite_pos = |v: f64| {
+            if v.is_finite() && v > 0.0 {
+                Ok(())
+            } else {
+                Err(ConfigError::invalid(key, format!("must be > 0, got {v}")))
+            }
+        };
+        let in_unit = |v: f64| {
+            if (0.0..1.0).contains(&v) {
+                Ok(())
+            } else {
+                Err(ConfigError::invalid(key, format!("must be in [0, 1), got {v}")))
+            }
+        };
+        let t = &self.train;
+        let c = &self.classifier;
+        let a = &self.attribution;
+        match key {
+            "train.steps" => positive(t.steps),
+            "train.batch_size" => positive(t.batch_size as u64),
+            "train.lr" => finite_pos(t.lr),
+            "train.log_every" => positive(t.log_every),
+            "classifier.steps" => c.steps.map_or(Ok(()), positive),
+            "classifier.lr" => c.lr.map_or(Ok(()), finite_pos),
+            "classifier.channels" => positive(c.channels as u64),
+            "classifier.blocks" => positive(c.blocks as u64),
+            "classifier.weight_decay" => in_unit(c.weight_decay),
+            "classifier.intensity_jitter" => in_unit(c.intensity_jitter),
+            "classifier.contrast_jitter" => in_unit(c.contrast_jitter),
+            "attribution.steps" => a.steps.map_or(Ok(()), positive),
+            "attribution.gen_channels" => positive(a.gen_channels as u64),
+            "attribution.gen_depth" => positive(a.gen_depth as u64),
+            "attribution.critic_channels" => positive(a.critic_channels as u64),
+            "attribution.critic_depth" => positive(a.critic_depth as u64),
+            "attribution.lr_g" => finite_pos(a.lr_g),
+            "attribution.lr_c" => finite_pos(a.lr_c),
+            "attribution.beta1" => in_unit(a.beta1),
+            "attribution.beta2" => in_unit(a.beta2),
+            "attribution.n_critic" => positive(a.n_critic),
+            "attribution.l1_weight" => {
+                if a.l1_weight.is_finite() && a.l1_weight >= 0.0 {
+                    Ok(())
+                } else {
+                    Err(ConfigError::invalid(key, format!("must be >= 0, got {}", a.l1_weight)))
+                }
+            }
+            "attribution.map_scale" => finite_pos(a.map_scale),
+            "attribution.power_iterations" => positive(a.power_iterations as u64),
+            "attribution.critic_loss_bound" => finite_pos(a.critic_loss_bound),
+            "data.split" => match self.data.split.as_str() {
+                "train" | "val" | "test" => Ok(()),
+                other => Err(ConfigError::invalid(key, format!("must be train, val or test, got {other:?}"))),
+            },
+            "data.negatives" => {
+                if self.data.negatives.is_empty() {
+                    return Err(ConfigError::invalid(key, "needs at least one of benign, normal"));
+                }
+                for l in &self.data.negatives {
+                    if !matches!(l.as_str(), "benign" | "normal") {
+                        return Err(ConfigError::invalid(key, format!("must list benign and/or normal, got {l:?}")));
+                    }
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Steps of the classifier (its override or `train.steps`).
+    pub fn classifier_steps(&self) -> u64 {
+        self.classifier.steps.unwrap_or(self.train.steps)
+    }
+
+    /// Learning rate of the classifier (its override or `train.lr`).
+    pub fn classifier_lr(&self) -> f64 {
+        self.classifier.lr.unwrap_or(self.train.lr)
+    }
+
+    /// Generator steps of the attribution GAN (its override or `train.steps`).
+    pub fn attribution_steps(&self) -> u64 {
+        self.attribution.steps.unwrap_or(self.train.steps)
+    }
+}
+
+fn split_key(key: &str) -> Result<(&str, &str), ConfigError> {
+    key.split_once('.').filter(|(s, l)| !s.is_empty() && !l.is_empty() && !l.contains('.')).ok_or_else(|| {
+        ConfigError::UnknownKey {
+            key: key.to_string(),
+            file: None,
+            hint: " (keys are section.name, e.g. train.steps)".into(),
+        }
+    })
+}
+
+fn flatten(prefix: &str, value: &Value, out: &mut Vec<(String, Value)>) {
+    match value {
+        Value::Table(t) => {
+            for (k, v) in t {
+                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                // Only sections are tables; a table below a section is a (wrong) leaf, left to the
+                // type check.
+                if prefix.is_empty() && v.is_table() {
+                    flatten(&key, v, out);
+                } else {
+                    out.push((key, v.clone()));
+                }
+            }
+        }
+        other => out.push((prefix.to_string(), other.clone())),
+    }
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::String(_) => "string",
+        Value::Integer(_) => "integer",
+        Value::Float(_) => "float",
+        Value::Boolean(_) => "bool",
+        Value::Datetime(_) => "datetime",
+        Value::Array(_) => "list",
+        Value::Table(_) => "table",
+    }
+}
+
+/// The TOML type a key takes: that of its current value, or of an unset optional key.
+fn expected_type(key: &str, current: Option<&Value>) -> &'static str {
+    match current {
+        Some(v) => type_name(v),
+        None => OPTIONAL_KEYS.iter().find(|(k, _)| *k == key).map(|(_, t)| *t).unwrap_or("string"),
+    }
+}
+
+/// Parses a command-line string as the type of the key.
+fn parse_like(key: &str, text: &str, current: Option<&Value>) -> Result<Value, ConfigError> {
+    let text = text.trim();
+    let bad = |what: &str| ConfigError::invalid(key, format!("expected {what}, got {text:?}"));
+    Ok(match expected_type(key, current) {
+        "integer" => Value::Integer(text.replace('_', "").parse().map_err(|_| bad("an integer"))?),
+        "float" => Value::Float(text.parse().map_err(|_| bad("a number"))?),
+        "bool" => Value::Boolean(match text {
+            "true" | "yes" | "on" | "1" => true,
+            "false" | "no" | "off" | "0" => false,
+            _ => return Err(bad("true or false")),
+        }),
+        "list" => {
+            if text.starts_with('[') {
+                let t: Table = format!("v = {text}").parse().map_err(|_| bad("a TOML list"))?;
+                t["v"].clone()
+            } else {
+                Value::Array(
+                    text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|s| Value::String(s.into())).collect(),
+                )
+            }
+        }
+        _ => Value::String(text.trim_matches('"').to_string()),
+    })
+}
+
+/// Checks a TOML value against the key's type (an integer is accepted where a float is expected).
+fn coerce(key: &str, value: Value, current: Option<&Value>) -> Result<Value, ConfigError> {
+    let want = expected_type(key, current);
+    match (want, value) {
+        ("float", Value::Integer(i)) => Ok(Value::Float(i as f64)),
+        ("integer", Value::Integer(i)) if i < 0 => {
+            Err(ConfigError::invalid(key, format!("must not be negative, got {i}")))
+        }
+        (want, v) if type_name(&v) == want => Ok(v),
+        (want, v) => Err(ConfigError::invalid(key, format!("expected {want}, got {} {v}", type_name(&v)))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_round_trip_through_toml() {
+        let c = TrainConfig::default();
+        let back = TrainConfig::from_toml_str(&c.to_toml()).unwrap();
+        assert_eq!(c, back);
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn set_overrides_typed_values() {
+        let mut c = TrainConfig::default();
+        c.set("train.steps", "20").unwrap();
+        c.set("train.seed", "7").unwrap();
+        c.set("train.batch_size", "4").unwrap();
+        c.set("train.lr", "0.01").unwrap();
+        c.set("classifier.lr", "3e-4").unwrap();
+        c.set("classifier.flip", "false").unwrap();
+        c.set("attribution.reference", "normal").unwrap();
+        c.set("attribution.l1_weight", "5").unwrap();
+        c.set("data.negatives", "benign,normal").unwrap();
+        assert_eq!(c.train.steps, 20);
+        assert_eq!(c.train.seed, 7);
+        assert_eq!(c.train.batch_size, 4);
+        assert_eq!(c.train.lr, 0.01);
+        assert_eq!(c.classifier.lr, Some(3e-4));
+        assert!(!c.classifier.flip);
+        assert_eq!(c.attribution.reference, Reference::Normal);
+        assert_eq!(c.attribution.l1_weight, 5.0);
+        assert_eq!(c.data.negatives, vec!["benign".to_string(), "normal".to_string()]);
+        // Unset optional keys survive a round trip once set.
+        let back = TrainConfig::from_toml_str(&c.to_toml()).unwrap();
+        assert_eq!(c, back);
+    }
+
+    #[test]
+    fn override_errors_name_the_key() {
+        let mut c = TrainConfig::default();
+        for (key, value) in [
+            ("train.stpes", "20"),
+            ("train.steps", "twenty"),
+            ("train.steps", "0"),
+            ("train.steps", "-3"),
+            ("train.lr", "fast"),
+            ("attribution.loss", "hingee"),
+            ("attribution.reference", "malignant"),
+            ("classifier.flip", "maybe"),
+            ("data.negatives", "malignant"),
+            ("nosuch.key", "1"),
+            ("steps", "1"),
+        ] {
+            let err = c.set(key, value).unwrap_err();
+            assert_eq!(err.key(), Some(key), "{key}={value}: {err}");
+            assert!(err.to_string().contains(key), "{key}={value}: {err}");
+        }
+        assert_eq!(c, TrainConfig::default(), "a failed set leaves the config unchanged");
+    }
+
+    #[test]
+    fn file_errors_name_file_and_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, "[train]\nsteps = 5\nbatch_size = \"big\"\n").unwrap();
+        let err = TrainConfig::from_toml_file(&path).unwrap_err().to_string();
+        assert!(err.contains("config.toml") && err.contains("train.batch_size"), "{err}");
+        std::fs::write(&path, "[attribution]\nncritic = 5\n").unwrap();
+        let err = TrainConfig::from_toml_file(&path).unwrap_err().to_string();
+        assert!(err.contains("config.toml") && err.contains("attribution.ncritic"), "{err}");
+        std::fs::write(&path, "[train]\nsteps = 5\n").unwrap();
+        let c = TrainConfig::from_toml_file(&path).unwrap();
+        assert_eq!(c.train.steps, 5);
+        assert_eq!(c.train.seed, 42);
+    }
+}

@@ -1,0 +1,144 @@
+//! Using the exported models: load `RUN/model/`, then score patches, compute attribution maps and the
+//! gradient-saliency baseline. Inputs are flat arrays of square patches at the model's patch size and
+//! spacing ([`Models::info`]).
+
+use std::path::Path;
+
+use burn::module::Module;
+use burn::tensor::Device;
+
+use crate::checkpoint::weights_from_bytes;
+use crate::error::{NnError, Result};
+use crate::export::{MODEL_DIR, ModelInfo, weights_hash};
+use crate::model::{Classifier, MapGenerator};
+use crate::train::{to_tensor, to_vec};
+
+/// Patches per forward pass: bounds memory whatever the caller passes.
+const CHUNK: usize = 64;
+
+/// The exported models of a run, ready to use.
+pub struct Models {
+    /// What `model.json` says: patch size, spacing, the configs, the steps.
+    pub info: ModelInfo,
+    /// The classifier on the autodiff device (saliency needs input gradients).
+    classifier: Classifier,
+    /// The same weights without autodiff, for plain scoring.
+    classifier_eval: Classifier,
+    generator: Option<MapGenerator>,
+    device: Device,
+}
+
+impl Models {
+    /// Loads `RUN/model/` onto the CPU.
+    pub fn load(run_dir: &Path) -> Result<Self> {
+        Self::load_on(run_dir, &Device::flex())
+    }
+
+    /// Loads `RUN/model/` onto `device`. The classifier must be there; the attribution generator is
+    /// optional (maps are then unavailable).
+    pub fn load_on(run_dir: &Path, device: &Device) -> Result<Self> {
+        let info = ModelInfo::read(run_dir)?;
+        let dir = run_dir.join(MODEL_DIR);
+        let device = device.clone().autodiff();
+        let entry =
+            info.classifier.as_ref().ok_or_else(|| NnError::invalid(&dir, "holds no classifier (train it first)"))?;
+        let mut classifier = Classifier::new(&entry.config.classifier, 0, &device);
+        let path = dir.join(&entry.file);
+        weights_from_bytes(&mut classifier, std::fs::read(&path).map_err(|e| NnError::io(&path, e))?, &path)?;
+        let generator = match &info.attribution {
+            None => None,
+            Some(entry) => {
+                let mut generator = MapGenerator::new(&entry.config.attribution, 0, &device.clone().inner());
+                let path = dir.join(&entry.file);
+                weights_from_bytes(&mut generator, std::fs::read(&path).map_err(|e| NnError::io(&path, e))?, &path)?;
+                Some(generator)
+            }
+        };
+        let classifier_eval = classifier.valid();
+        Ok(Models { info, classifier, classifier_eval, generator, device })
+    }
+
+    /// Side of the patches the models take.
+    pub fn patch_size(&self) -> usize {
+        self.info.patch_size
+    }
+
+    /// Whether an attribution generator was exported.
+    pub fn has_attribution(&self) -> bool {
+        self.generator.is_some()
+    }
+
+    fn check(&self, patches: &[f32], n: usize) -> Result<()> {
+        let s2 = self.info.patch_size * self.info.patch_size;
+        if patches.len() != n * s2 {
+            return Err(NnError::Data(format!(
+                "{} values are not {n} patches of {}x{}",
+                patches.len(),
+                self.info.patch_size,
+                self.info.patch_size
+            )));
+        }
+        Ok(())
+    }
+
+    fn count(&self, patches: &[f32]) -> Result<usize> {
+        let s2 = self.info.patch_size * self.info.patch_size;
+        if patches.len() % s2 != 0 {
+            return Err(NnError::Data(format!(
+                "{} values are not a whole number of {}x{} patches",
+                patches.len(),
+                self.info.patch_size,
+                self.info.patch_size
+            )));
+        }
+        Ok(patches.len() / s2)
+    }
+
+    /// Runs `f` on chunks of at most [`CHUNK`] patches and concatenates the results.
+    fn chunked(&self, patches: &[f32], mut f: impl FnMut(&[f32], usize) -> Vec<f32>) -> Vec<f32> {
+        let s2 = self.info.patch_size * self.info.patch_size;
+        patches.chunks(CHUNK * s2).flat_map(|c| f(c, c.len() / s2)).collect()
+    }
+
+    /// P(malignant) of each of `n` patches (`n * S * S` values in [0, 1]).
+    pub fn predict(&self, patches: &[f32], n: usize) -> Result<Vec<f32>> {
+        self.check(patches, n)?;
+        let plain = self.device.clone().inner();
+        let size = self.info.patch_size;
+        Ok(self.chunked(patches, |c, k| {
+            to_vec(burn::tensor::activation::sigmoid(self.classifier_eval.forward(to_tensor(
+                c.to_vec(),
+                k,
+                size,
+                &plain,
+            ))))
+        }))
+    }
+
+    /// The attribution map m of each patch (same layout as the input; |m| is the highlight).
+    pub fn attribution_maps(&self, patches: &[f32]) -> Result<Vec<f32>> {
+        self.count(patches)?;
+        let generator = self.generator.as_ref().ok_or_else(|| {
+            NnError::invalid(&Path::new(MODEL_DIR).join("model.json"), "holds no attribution model (train it first)")
+        })?;
+        let plain = self.device.clone().inner();
+        let size = self.info.patch_size;
+        Ok(self.chunked(patches, |c, k| to_vec(generator.forward(to_tensor(c.to_vec(), k, size, &plain)))))
+    }
+
+    /// |d logit / d x| of each patch: the gradient-saliency baseline (same layout as the input).
+    pub fn saliency(&self, patches: &[f32]) -> Result<Vec<f32>> {
+        self.count(patches)?;
+        let size = self.info.patch_size;
+        Ok(self.chunked(patches, |c, k| to_vec(self.classifier.saliency(to_tensor(c.to_vec(), k, size, &self.device)))))
+    }
+
+    /// [`weights_hash`] of the loaded models, by name (`classifier`, `attribution`).
+    pub fn weights_hashes(&self) -> Vec<(&'static str, String)> {
+        let mut out = vec![("classifier", weights_hash(&self.classifier_eval))];
+        if let Some(g) = &self.generator {
+            out.push(("attribution", weights_hash(g)));
+        }
+        out
+    }
+}

@@ -1,0 +1,246 @@
+//! Training the attribution GAN (after Baumgartner et al., CVPR 2018, "Visual Feature Attribution using
+//! Wasserstein GANs").
+//!
+//! The map generator M takes a malignant patch x and returns m; y = x + m must pass the critic as a
+//! patch of the reference class (benign by default, normal tissue with `reference = "normal"`), and an
+//! L1 penalty on m keeps the change minimal. So m is the smallest change that removes what makes x
+//! malignant, and |m| highlights it.
+//!
+//! Each step: `n_critic` critic updates (real = reference patches, fake = x + M(x) held fixed), then one
+//! generator update. The critic is spectrally normalised and trained with the hinge (or Wasserstein)
+//! loss instead of the paper's WGAN-GP: burn has first-order autodiff only, and the gradient penalty
+//! needs second-order gradients (see `model/critic.rs`).
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use burn::module::Module;
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::tensor::Device;
+use burn::tensor::activation::relu;
+use mammo_io::layouts::Label;
+use mammo_prep::split::Split;
+
+use super::classifier::check_resumable;
+use super::{
+    check_loss, check_weights, config_fingerprint, draw_batch, due, examples, split_patches, to_tensor, to_vec,
+};
+use crate::augment::Augment;
+use crate::checkpoint::{self, CHECKPOINT_FORMAT_VERSION, CheckpointState};
+use crate::config::{GanLoss, TrainConfig};
+use crate::data::{PatchData, parse_split};
+use crate::error::{NnError, Result};
+use crate::export::{Slot, export};
+use crate::model::{Critic, MapGenerator};
+use crate::observer::{Outcome, TrainObserver};
+use crate::rng::stream;
+
+/// The name of this training (checkpoint directory, observer reports, errors).
+pub const ATTRIBUTION: &str = "attribution";
+const GEN_WEIGHTS: &str = "generator.safetensors";
+const CRITIC_WEIGHTS: &str = "critic.safetensors";
+const GEN_OPTIM: &str = "generator.optim.bpk";
+const CRITIC_OPTIM: &str = "critic.optim.bpk";
+/// Examples shown with their maps at image steps.
+const IMAGE_EXAMPLES: usize = 4;
+
+/// Everything the GAN loop carries from step to step.
+struct State {
+    generator: MapGenerator,
+    critic: Critic,
+    optim_g: ModuleOptimizer,
+    optim_c: ModuleOptimizer,
+    step: u64,
+}
+
+/// Trains (or resumes training) the attribution GAN in `run_dir`, then exports the map generator to
+/// `RUN/model/`.
+///
+/// One step is `n_critic` critic updates and one generator update. Returns [`Outcome::Stopped`]
+/// (after saving a checkpoint) when `stop` is set, and an [`NnError::Diverged`] error if a loss is not
+/// finite or the critic's loss leaves `critic_loss_bound`; the last good checkpoint is kept.
+pub fn train_attribution(
+    run_dir: &Path,
+    data: &PatchData,
+    config: &TrainConfig,
+    device: &Device,
+    observer: &mut dyn TrainObserver,
+    stop: &AtomicBool,
+) -> Result<Outcome> {
+    config.validate()?;
+    let ac = &config.attribution;
+    let depth_factor = 1usize << ac.gen_depth.saturating_sub(1).max(ac.critic_depth);
+    if data.size % depth_factor != 0 {
+        return Err(NnError::Data(format!(
+            "patches of {} px cannot be halved {} times (attribution.gen_depth / critic_depth)",
+            data.size,
+            depth_factor.trailing_zeros()
+        )));
+    }
+    let split = parse_split(&config.data.split)?;
+    let malignant = data.indices(split, &[Label::Malignant]);
+    let reference = data.indices(split, &[ac.reference.label()]);
+    if malignant.is_empty() || reference.is_empty() {
+        return Err(NnError::Data(format!(
+            "the attribution GAN needs malignant and {} patches in the {} split; found {} and {}",
+            ac.reference.label().as_str(),
+            config.data.split,
+            malignant.len(),
+            reference.len()
+        )));
+    }
+    let total = config.attribution_steps();
+    let seed = config.train.seed;
+    let fingerprint = config_fingerprint(config);
+    let mut state = resume_or_start(run_dir, config, &fingerprint, device)?;
+    let augment = if ac.augment {
+        Augment { flip: true, rotate90: true, intensity_jitter: 0.0, contrast_jitter: 0.0 }
+    } else {
+        Augment::NONE
+    };
+    let batch = config.train.batch_size;
+    let size = data.size;
+    let val_malignant = data.indices(Split::Val, &[Label::Malignant]);
+    let shown = examples(data, if val_malignant.is_empty() { &malignant } else { &val_malignant }, IMAGE_EXAMPLES);
+    let mut sums = [0.0f64; 4];
+    let mut since_log = 0u64;
+
+    while state.step < total {
+        if stop.load(Ordering::SeqCst) {
+            save(run_dir, &state, total, seed, &fingerprint, observer)?;
+            return Ok(Outcome::Stopped { step: state.step });
+        }
+        let s = state.step;
+        let step = s + 1;
+        let mut rng = stream(seed, ATTRIBUTION, "batch", s);
+
+        // Critic updates: real reference patches against the current generator's x + m, held fixed.
+        let mut critic_loss = 0.0;
+        let mut gap = 0.0;
+        // The fakes need no gradient: run the generator without autodiff (about half the cost).
+        let generator_eval = state.generator.valid();
+        let plain = device.clone().inner();
+        for _ in 0..ac.n_critic {
+            let real = to_tensor(draw_batch(data, &reference, batch, &augment, &mut rng), batch, size, device);
+            let x = to_tensor(draw_batch(data, &malignant, batch, &augment, &mut rng), batch, size, &plain);
+            let fake = (x.clone() + generator_eval.forward(x)).autodiff();
+            state.critic.power_iteration(ac.power_iterations);
+            let d_real = state.critic.forward(real);
+            let d_fake = state.critic.forward(fake);
+            gap = (d_real.clone().mean() - d_fake.clone().mean()).into_scalar::<f32>() as f64;
+            let loss = match ac.loss {
+                GanLoss::Hinge => relu(d_real.neg().add_scalar(1.0)).mean() + relu(d_fake.add_scalar(1.0)).mean(),
+                GanLoss::Wasserstein => d_fake.mean() - d_real.mean(),
+            };
+            critic_loss = loss.clone().into_scalar::<f32>() as f64;
+            check_loss(ATTRIBUTION, step, "critic_loss", critic_loss, Some(ac.critic_loss_bound))?;
+            let grads = GradientsParams::from_grads(loss.backward(), &state.critic);
+            state.critic = state.optim_c.step(ac.lr_c, state.critic, grads);
+        }
+
+        // Generator update: x + m should score as the reference class, with m as small as possible.
+        let x = to_tensor(draw_batch(data, &malignant, batch, &augment, &mut rng), batch, size, device);
+        let m = state.generator.forward(x.clone());
+        // The critic's weights are constants here: gradients flow through it to m only.
+        let frozen = state.critic.clone().no_grad();
+        let adversarial = frozen.forward(x + m.clone()).mean().neg();
+        let l1 = m.abs().mean();
+        let loss = adversarial.clone() + l1.clone().mul_scalar(ac.l1_weight);
+        let (adv_value, l1_value, gen_loss) = (
+            adversarial.into_scalar::<f32>() as f64,
+            l1.into_scalar::<f32>() as f64,
+            loss.clone().into_scalar::<f32>() as f64,
+        );
+        check_loss(ATTRIBUTION, step, "generator_loss", gen_loss, None)?;
+        let grads = GradientsParams::from_grads(loss.backward(), &state.generator);
+        state.generator = state.optim_g.step(ac.lr_g, state.generator, grads);
+        state.step = step;
+
+        let losses = [("critic_loss", critic_loss), ("generator_loss", gen_loss), ("map_l1", l1_value)];
+        observer.progress(ATTRIBUTION, step, total, &losses);
+        for (sum, v) in sums.iter_mut().zip([critic_loss, adv_value, l1_value, gap]) {
+            *sum += v;
+        }
+        since_log += 1;
+        if due(step, config.train.log_every) || step == total {
+            let k = since_log as f64;
+            observer.scalars(
+                ATTRIBUTION,
+                step,
+                &[
+                    ("critic_loss", sums[0] / k),
+                    ("generator_adversarial", sums[1] / k),
+                    ("map_l1", sums[2] / k),
+                    ("critic_gap", sums[3] / k),
+                ],
+            );
+            (sums, since_log) = ([0.0; 4], 0);
+        }
+        if due(step, config.train.image_every) && !shown.is_empty() {
+            let n = shown.len() / (size * size);
+            let m = to_vec(state.generator.valid().forward(to_tensor(shown.clone(), n, size, &device.clone().inner())));
+            let y: Vec<f32> = shown.iter().zip(&m).map(|(a, b)| a + b).collect();
+            observer.images(ATTRIBUTION, step, "input", &split_patches(&shown, size), size);
+            observer.images(ATTRIBUTION, step, "map", &split_patches(&m, size), size);
+            observer.images(ATTRIBUTION, step, "output", &split_patches(&y, size), size);
+        }
+        if due(step, config.train.checkpoint_every) || step == total {
+            check_weights(ATTRIBUTION, step, &state.generator)?;
+            check_weights(ATTRIBUTION, step, &state.critic)?;
+            save(run_dir, &state, total, seed, &fingerprint, observer)?;
+            checkpoint::prune(run_dir, ATTRIBUTION, config.train.keep_checkpoints)?;
+        }
+    }
+    let weights_hash = export(run_dir, Slot::Attribution, &state.generator, state.step, config, data)?;
+    Ok(Outcome::Completed { steps: state.step, weights_hash })
+}
+
+fn optimizer(config: &TrainConfig) -> ModuleOptimizer {
+    let ac = &config.attribution;
+    AdamConfig::new().with_beta_1(ac.beta1 as f32).with_beta_2(ac.beta2 as f32).init()
+}
+
+fn resume_or_start(run_dir: &Path, config: &TrainConfig, fingerprint: &str, device: &Device) -> Result<State> {
+    device.seed(config.train.seed);
+    let mut generator = MapGenerator::new(&config.attribution, config.train.seed, device);
+    let mut critic = Critic::new(&config.attribution, config.train.seed, device);
+    let (mut optim_g, mut optim_c) = (optimizer(config), optimizer(config));
+    let Some(ckpt) = checkpoint::latest(run_dir, ATTRIBUTION)? else {
+        return Ok(State { generator, critic, optim_g, optim_c, step: 0 });
+    };
+    check_resumable(&ckpt, config, fingerprint)?;
+    checkpoint::weights_from_bytes(&mut generator, ckpt.read(GEN_WEIGHTS)?, &ckpt.dir.join(GEN_WEIGHTS))?;
+    checkpoint::weights_from_bytes(&mut critic, ckpt.read(CRITIC_WEIGHTS)?, &ckpt.dir.join(CRITIC_WEIGHTS))?;
+    optim_g = checkpoint::optimizer_from_bytes(optim_g, ckpt.read(GEN_OPTIM)?, &ckpt.dir.join(GEN_OPTIM))?;
+    optim_c = checkpoint::optimizer_from_bytes(optim_c, ckpt.read(CRITIC_OPTIM)?, &ckpt.dir.join(CRITIC_OPTIM))?;
+    tracing::info!("{ATTRIBUTION}: resuming from {}", ckpt.dir.display());
+    Ok(State { generator, critic, optim_g, optim_c, step: ckpt.state.step })
+}
+
+fn save(
+    run_dir: &Path,
+    state: &State,
+    total: u64,
+    seed: u64,
+    fingerprint: &str,
+    observer: &mut dyn TrainObserver,
+) -> Result<()> {
+    let files = [
+        (GEN_WEIGHTS, checkpoint::weights_to_bytes(&state.generator)?),
+        (CRITIC_WEIGHTS, checkpoint::weights_to_bytes(&state.critic)?),
+        (GEN_OPTIM, checkpoint::optimizer_to_bytes(&state.optim_g)?),
+        (CRITIC_OPTIM, checkpoint::optimizer_to_bytes(&state.optim_c)?),
+    ];
+    let ckpt_state = CheckpointState {
+        format_version: CHECKPOINT_FORMAT_VERSION,
+        model: ATTRIBUTION.into(),
+        step: state.step,
+        total_steps: total,
+        seed,
+        config_hash: fingerprint.into(),
+        files: Vec::new(),
+    };
+    let dir = checkpoint::write(run_dir, &ckpt_state, &files)?;
+    observer.checkpoint_saved(ATTRIBUTION, state.step, &dir);
+    Ok(())
+}

@@ -1,0 +1,252 @@
+//! Training the benign/malignant classifier: binary cross-entropy on balanced batches (half malignant,
+//! half negatives) of the training split, AdamW, augmentation on the CPU.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use burn::module::Module;
+use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::tensor::activation::log_sigmoid;
+use burn::tensor::{Device, Tensor, TensorData};
+use mammo_io::layouts::Label;
+use mammo_prep::split::Split;
+
+use super::{
+    check_loss, check_weights, config_fingerprint, draw_batch, due, examples, split_patches, to_tensor, to_vec,
+};
+use crate::augment::Augment;
+use crate::checkpoint::{self, CHECKPOINT_FORMAT_VERSION, CheckpointState};
+use crate::config::TrainConfig;
+use crate::data::{PatchData, parse_labels, parse_split};
+use crate::error::{NnError, Result};
+use crate::export::{Slot, export};
+use crate::metrics::roc_auc;
+use crate::model::{CLASSIFIER, Classifier};
+use crate::observer::{Outcome, TrainObserver};
+use crate::rng::stream;
+
+const WEIGHTS: &str = "classifier.safetensors";
+const OPTIMIZER: &str = "classifier.optim.bpk";
+/// Examples shown with their saliency at image steps.
+const IMAGE_EXAMPLES: usize = 4;
+
+/// Everything the classifier loop carries from step to step.
+struct State {
+    model: Classifier,
+    optim: ModuleOptimizer,
+    step: u64,
+}
+
+/// Trains (or resumes training) the classifier in `run_dir`, then exports it to `RUN/model/`.
+///
+/// Positives are the malignant patches of `data.split`, negatives those labelled `data.negatives`.
+/// Returns [`Outcome::Stopped`] (after saving a checkpoint) when `stop` is set, and an
+/// [`NnError::Diverged`] error if a loss stops being finite; the last good checkpoint is kept.
+pub fn train_classifier(
+    run_dir: &Path,
+    data: &PatchData,
+    config: &TrainConfig,
+    device: &Device,
+    observer: &mut dyn TrainObserver,
+    stop: &AtomicBool,
+) -> Result<Outcome> {
+    config.validate()?;
+    let split = parse_split(&config.data.split)?;
+    let positives = data.indices(split, &[Label::Malignant]);
+    let negatives = data.indices(split, &parse_labels(&config.data.negatives)?);
+    if positives.is_empty() || negatives.is_empty() {
+        return Err(NnError::Data(format!(
+            "the classifier needs malignant and {} patches in the {} split; found {} and {}",
+            config.data.negatives.join("/"),
+            config.data.split,
+            positives.len(),
+            negatives.len()
+        )));
+    }
+    let total = config.classifier_steps();
+    let seed = config.train.seed;
+    let fingerprint = config_fingerprint(config);
+    let mut state = resume_or_start(run_dir, config, &fingerprint, device)?;
+    let cc = &config.classifier;
+    let augment = Augment {
+        flip: cc.flip,
+        rotate90: cc.rotate90,
+        intensity_jitter: cc.intensity_jitter as f32,
+        contrast_jitter: cc.contrast_jitter as f32,
+    };
+    let lr = config.classifier_lr();
+    let batch = config.train.batch_size;
+    let size = data.size;
+    let val = Validation::new(data, &config.data.negatives)?;
+    let shown = examples(data, &val.pool_or(&positives), IMAGE_EXAMPLES);
+    let mut loss_sum = 0.0;
+    let mut acc_sum = 0.0;
+    let mut since_log = 0u64;
+
+    while state.step < total {
+        if stop.load(Ordering::SeqCst) {
+            save(run_dir, &state, total, seed, &fingerprint, observer)?;
+            return Ok(Outcome::Stopped { step: state.step });
+        }
+        let s = state.step;
+        // The whole batch of step s comes from the stream of step s: half malignant, half negative.
+        let mut rng = stream(seed, CLASSIFIER, "batch", s);
+        let n_pos = batch.div_ceil(2);
+        let mut pixels = draw_batch(data, &positives, n_pos, &augment, &mut rng);
+        pixels.extend(draw_batch(data, &negatives, batch - n_pos, &augment, &mut rng));
+        let targets: Vec<f32> = (0..batch).map(|i| if i < n_pos { 1.0 } else { 0.0 }).collect();
+
+        let x = to_tensor(pixels, batch, size, device);
+        let y = Tensor::<1>::from_data(TensorData::new(targets.clone(), [batch]), device);
+        let logits = state.model.forward(x);
+        let loss = bce_with_logits(logits.clone(), y);
+        let loss_value = loss.clone().into_scalar::<f32>() as f64;
+        check_loss(CLASSIFIER, s + 1, "loss", loss_value, None)?;
+        let grads = GradientsParams::from_grads(loss.backward(), &state.model);
+        state.model = state.optim.step(lr, state.model, grads);
+        state.step += 1;
+        let step = state.step;
+
+        let correct = to_vec(logits.detach()).iter().zip(&targets).filter(|(z, t)| (**z > 0.0) == (**t > 0.5)).count();
+        loss_sum += loss_value;
+        acc_sum += correct as f64 / batch as f64;
+        since_log += 1;
+        observer.progress(CLASSIFIER, step, total, &[("loss", loss_value)]);
+        if due(step, config.train.log_every) || step == total {
+            let k = since_log as f64;
+            observer.scalars(CLASSIFIER, step, &[("loss", loss_sum / k), ("accuracy", acc_sum / k), ("lr", lr)]);
+            (loss_sum, acc_sum, since_log) = (0.0, 0.0, 0);
+        }
+        if due(step, config.train.image_every) && !shown.is_empty() {
+            let n = shown.len() / (size * size);
+            let sal = state.model.saliency(to_tensor(shown.clone(), n, size, device));
+            observer.images(CLASSIFIER, step, "input", &split_patches(&shown, size), size);
+            observer.images(CLASSIFIER, step, "saliency", &split_patches(&to_vec(sal), size), size);
+        }
+        if due(step, config.train.checkpoint_every) || step == total {
+            check_weights(CLASSIFIER, step, &state.model)?;
+            if let Some((val_loss, val_auc)) = val.evaluate(&state.model, size, device) {
+                observer.scalars(CLASSIFIER, step, &[("val_loss", val_loss), ("val_auc", val_auc)]);
+            }
+            save(run_dir, &state, total, seed, &fingerprint, observer)?;
+            checkpoint::prune(run_dir, CLASSIFIER, config.train.keep_checkpoints)?;
+        }
+    }
+    let weights_hash = export(run_dir, Slot::Classifier, &state.model, state.step, config, data)?;
+    Ok(Outcome::Completed { steps: state.step, weights_hash })
+}
+
+/// Mean binary cross-entropy of logits `z` against targets `y` in {0, 1}, written with log-sigmoid so
+/// large logits do not overflow.
+pub(crate) fn bce_with_logits(z: Tensor<1>, y: Tensor<1>) -> Tensor<1> {
+    let pos = y.clone() * log_sigmoid(z.clone());
+    let neg = y.neg().add_scalar(1.0) * log_sigmoid(z.neg());
+    (pos + neg).mean().neg()
+}
+
+fn optimizer(config: &TrainConfig) -> ModuleOptimizer {
+    AdamWConfig::new().with_weight_decay(config.classifier.weight_decay as f32).init()
+}
+
+fn resume_or_start(run_dir: &Path, config: &TrainConfig, fingerprint: &str, device: &Device) -> Result<State> {
+    // Seeding burn's own generator as well costs nothing; our parameters do not draw from it (see
+    // model/layers.rs), but anything added later that does stays reproducible.
+    device.seed(config.train.seed);
+    let mut model = Classifier::new(&config.classifier, config.train.seed, device);
+    let mut optim = optimizer(config);
+    let Some(ckpt) = checkpoint::latest(run_dir, CLASSIFIER)? else {
+        return Ok(State { model, optim, step: 0 });
+    };
+    check_resumable(&ckpt, config, fingerprint)?;
+    checkpoint::weights_from_bytes(&mut model, ckpt.read(WEIGHTS)?, &ckpt.dir.join(WEIGHTS))?;
+    optim = checkpoint::optimizer_from_bytes(optim, ckpt.read(OPTIMIZER)?, &ckpt.dir.join(OPTIMIZER))?;
+    tracing::info!("{CLASSIFIER}: resuming from {}", ckpt.dir.display());
+    Ok(State { model, optim, step: ckpt.state.step })
+}
+
+/// A checkpoint made under another seed or config cannot continue this run.
+pub(crate) fn check_resumable(ckpt: &checkpoint::Checkpoint, config: &TrainConfig, fingerprint: &str) -> Result<()> {
+    if ckpt.state.seed != config.train.seed || ckpt.state.config_hash != fingerprint {
+        return Err(NnError::invalid(
+            &ckpt.dir,
+            "was written under a different seed or configuration; resume with the run's config.toml or use a new run directory",
+        ));
+    }
+    Ok(())
+}
+
+fn save(
+    run_dir: &Path,
+    state: &State,
+    total: u64,
+    seed: u64,
+    fingerprint: &str,
+    observer: &mut dyn TrainObserver,
+) -> Result<()> {
+    let files = [
+        (WEIGHTS, checkpoint::weights_to_bytes(&state.model)?),
+        (OPTIMIZER, checkpoint::optimizer_to_bytes(&state.optim)?),
+    ];
+    let ckpt_state = CheckpointState {
+        format_version: CHECKPOINT_FORMAT_VERSION,
+        model: CLASSIFIER.into(),
+        step: state.step,
+        total_steps: total,
+        seed,
+        config_hash: fingerprint.into(),
+        files: Vec::new(),
+    };
+    let dir = checkpoint::write(run_dir, &ckpt_state, &files)?;
+    observer.checkpoint_saved(CLASSIFIER, state.step, &dir);
+    Ok(())
+}
+
+/// The validation patches (malignant vs the configured negatives), if the data has both.
+struct Validation<'a> {
+    data: &'a PatchData,
+    positives: Vec<usize>,
+    negatives: Vec<usize>,
+}
+
+impl<'a> Validation<'a> {
+    fn new(data: &'a PatchData, negatives: &[String]) -> Result<Self> {
+        Ok(Validation {
+            data,
+            positives: data.indices(Split::Val, &[Label::Malignant]),
+            negatives: data.indices(Split::Val, &parse_labels(negatives)?),
+        })
+    }
+
+    /// The malignant validation patches, or `fallback` when there are none.
+    fn pool_or(&self, fallback: &[usize]) -> Vec<usize> {
+        if self.positives.is_empty() { fallback.to_vec() } else { self.positives.clone() }
+    }
+
+    /// Loss and ROC AUC on the validation patches.
+    fn evaluate(&self, model: &Classifier, size: usize, device: &Device) -> Option<(f64, f64)> {
+        if self.positives.is_empty() || self.negatives.is_empty() {
+            return None;
+        }
+        let eval = model.valid();
+        let plain = device.clone().without_autodiff();
+        let all: Vec<usize> = self.positives.iter().chain(&self.negatives).copied().collect();
+        let labels: Vec<bool> = (0..all.len()).map(|i| i < self.positives.len()).collect();
+        let mut logits = Vec::with_capacity(all.len());
+        for chunk in all.chunks(64) {
+            let pixels: Vec<f32> = chunk.iter().flat_map(|&i| self.data.patch(i).iter().copied()).collect();
+            logits.extend(to_vec(eval.forward(to_tensor(pixels, chunk.len(), size, &plain))));
+        }
+        let loss = logits
+            .iter()
+            .zip(&labels)
+            .map(|(&z, &y)| {
+                let z = z as f64;
+                // -log sigmoid(z) for positives, -log sigmoid(-z) for negatives, computed stably.
+                let t = if y { -z } else { z };
+                t.max(0.0) + (-t.abs()).exp().ln_1p()
+            })
+            .sum::<f64>()
+            / logits.len() as f64;
+        roc_auc(&logits, &labels).map(|auc| (loss, auc))
+    }
+}

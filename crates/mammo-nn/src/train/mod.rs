@@ -1,0 +1,122 @@
+//! The training loops: [`train_classifier`] and [`train_attribution`], and what they share (batches,
+//! the divergence guard, the config fingerprint a resume checks).
+//!
+//! Both loops have the same shape: resume from the newest complete checkpoint if there is one, then
+//! for each step check the stop flag, draw the step's batch from the step's own random stream, update,
+//! check the losses, report, and checkpoint every `checkpoint_every` steps; at the end write the model
+//! to `RUN/model/`. Nothing a step needs lives only in memory, so killing the process and starting the
+//! same call again continues exactly where the last checkpoint left off.
+
+mod attribution;
+mod classifier;
+
+pub use attribution::train_attribution;
+pub use classifier::train_classifier;
+
+use burn::module::Module;
+use burn::tensor::{Device, Tensor, TensorData};
+use rand::Rng;
+
+use crate::augment::Augment;
+use crate::config::TrainConfig;
+use crate::data::PatchData;
+use crate::error::{NnError, Result};
+
+/// Uploads `n` patches of side `size` as `[n, 1, size, size]`.
+pub(crate) fn to_tensor(pixels: Vec<f32>, n: usize, size: usize, device: &Device) -> Tensor<4> {
+    Tensor::from_data(TensorData::new(pixels, [n, 1, size, size]), device)
+}
+
+/// Downloads a tensor's values.
+pub(crate) fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data().try_into_vec::<f32>().expect("float tensors hold f32")
+}
+
+/// Draws `n` patches from `pool` (with replacement) and augments each, all from `rng`.
+pub(crate) fn draw_batch(
+    data: &PatchData,
+    pool: &[usize],
+    n: usize,
+    augment: &Augment,
+    rng: &mut impl Rng,
+) -> Vec<f32> {
+    let s = data.size;
+    let mut pixels = Vec::with_capacity(n * s * s);
+    for _ in 0..n {
+        let i = pool[rng.random_range(0..pool.len())];
+        let start = pixels.len();
+        pixels.extend_from_slice(data.patch(i));
+        augment.apply(&mut pixels[start..], s, rng);
+    }
+    pixels
+}
+
+/// The divergence guard for one loss value.
+pub(crate) fn check_loss(model: &str, step: u64, loss: &str, value: f64, bound: Option<f64>) -> Result<()> {
+    let reason = if !value.is_finite() {
+        "not finite".to_string()
+    } else if let Some(b) = bound.filter(|b| value.abs() > *b) {
+        format!("beyond the bound {b}")
+    } else {
+        return Ok(());
+    };
+    Err(NnError::Diverged { model: model.into(), step, loss: loss.into(), value, reason })
+}
+
+/// Refuses to checkpoint weights that are no longer finite (an update can overflow after a finite
+/// loss): the last good checkpoint must stay the newest.
+pub(crate) fn check_weights<M: Module>(model_name: &str, step: u64, module: &M) -> Result<()> {
+    struct Finite(bool);
+    impl burn::module::ModuleVisitor for Finite {
+        fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+            if self.0 {
+                self.0 = param.val().abs().max().into_scalar::<f32>().is_finite();
+            }
+        }
+    }
+    let mut v = Finite(true);
+    module.visit(&mut v);
+    if v.0 {
+        Ok(())
+    } else {
+        Err(NnError::Diverged {
+            model: model_name.into(),
+            step,
+            loss: "weights".into(),
+            value: f64::NAN,
+            reason: "not finite after the update".into(),
+        })
+    }
+}
+
+/// BLAKE3 of what a checkpoint's continuation depends on: the config without the keys that only
+/// say how long to run or how often to report. A resume under a different fingerprint is refused,
+/// since it could not reproduce the uninterrupted run; a resume with more steps is allowed.
+pub(crate) fn config_fingerprint(config: &TrainConfig) -> String {
+    let mut c = config.clone();
+    let d = TrainConfig::default();
+    c.train.steps = d.train.steps;
+    c.train.log_every = d.train.log_every;
+    c.train.image_every = d.train.image_every;
+    c.train.checkpoint_every = d.train.checkpoint_every;
+    c.train.keep_checkpoints = d.train.keep_checkpoints;
+    c.train.threads = d.train.threads;
+    c.classifier.steps = None;
+    c.attribution.steps = None;
+    blake3::hash(c.to_toml().as_bytes()).to_hex().to_string()
+}
+
+/// Whether `step` (1-based, just completed) is a multiple of `every` (never when `every` is 0).
+pub(crate) fn due(step: u64, every: u64) -> bool {
+    every > 0 && step % every == 0
+}
+
+/// The first `n` patches of `pool`, copied out (fixed examples for image reports).
+pub(crate) fn examples(data: &PatchData, pool: &[usize], n: usize) -> Vec<f32> {
+    pool.iter().take(n).flat_map(|&i| data.patch(i).iter().copied()).collect()
+}
+
+/// Splits a flat array into `size * size` patches.
+pub(crate) fn split_patches(flat: &[f32], size: usize) -> Vec<Vec<f32>> {
+    flat.chunks(size * size).map(<[f32]>::to_vec).collect()
+}

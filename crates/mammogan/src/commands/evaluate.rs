@@ -1,0 +1,254 @@
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use mammo_eval::{
+    ClassifierMetrics, GalleryRow, GallerySection, MapMetrics, MapMetricsAccumulator, Report, STANDARD_COLUMNS,
+};
+use mammo_io::layouts::Label;
+use mammo_nn::data::{MASK_BREAST, MASK_LESION, MASK_MALIGNANCY};
+use mammo_nn::{Models, PatchData};
+use mammo_prep::split::Split;
+use mammo_track::RunDir;
+
+/// Where `train` records which DATASET it used, so `evaluate` can default to it.
+pub const DATA_REF: &str = "data.json";
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// A RUN directory written by `mammogan train`.
+    run: PathBuf,
+    /// The DATASET to evaluate on (default: the one the run was trained on).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// The split to report on (the threshold is always chosen on val).
+    #[arg(long, default_value = "test")]
+    split: String,
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// Seed of the bootstrap.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let split = Split::parse(&args.split).with_context(|| format!("--split {}: train, val or test", args.split))?;
+    let metrics = evaluate(&args.run, args.data.as_deref(), split, &args.device, args.seed)?;
+    println!("{}", serde_json::to_string_pretty(&metrics)?);
+    println!("report: {}", args.run.join(RunDir::EVAL).join("report.html").display());
+    Ok(())
+}
+
+/// The DATASET recorded by `train`.
+pub fn recorded_data(run: &Path) -> Result<PathBuf> {
+    let p = run.join(DATA_REF);
+    let v: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(&p)
+            .with_context(|| format!("{}: no record of the training DATASET; pass --data", p.display()))?,
+    )
+    .with_context(|| format!("{}: not valid JSON", p.display()))?;
+    Ok(PathBuf::from(v["path"].as_str().with_context(|| format!("{}: no \"path\"", p.display()))?))
+}
+
+/// Evaluates a run: writes `RUN/eval/metrics.json`, `report.html` and images; returns the flat metrics.
+pub fn evaluate(
+    run: &Path,
+    data: Option<&Path>,
+    split: Split,
+    device: &str,
+    seed: u64,
+) -> Result<serde_json::Map<String, serde_json::Value>> {
+    let data_dir = match data {
+        Some(d) => d.to_path_buf(),
+        None => recorded_data(run)?,
+    };
+    let (device, _) = mammo_nn::select_device(device, 0)?;
+    let models = Models::load_on(run, &device)?;
+    let patches = PatchData::from_store(mammo_prep::PatchStore::open(&data_dir)?)?;
+    if patches.size != models.patch_size() {
+        bail!("{}: patches are {} px but the models take {} px", data_dir.display(), patches.size, models.patch_size());
+    }
+    let s2 = patches.size * patches.size;
+    let gather = |idx: &[usize]| -> Vec<f32> { idx.iter().flat_map(|&i| patches.patch(i).to_vec()).collect() };
+
+    // Classifier: threshold on val, metrics on the chosen split (benign vs malignant masses).
+    let masses = [Label::Benign, Label::Malignant];
+    let score = |idx: &[usize]| -> Result<(Vec<f64>, Vec<bool>)> {
+        let p = models.predict(&gather(idx), idx.len())?;
+        Ok((
+            p.iter().map(|&v| v as f64).collect(),
+            idx.iter().map(|&i| patches.labels[i] == Label::Malignant).collect(),
+        ))
+    };
+    let val = patches.indices(Split::Val, &masses);
+    let test = patches.indices(split, &masses);
+    if test.is_empty() {
+        bail!("{}: the {} split has no benign or malignant patch", data_dir.display(), split.as_str());
+    }
+    let (vs, vl) = score(&val)?;
+    let threshold = mammo_eval::choose_threshold(&vs, &vl);
+    let (ts, tl) = score(&test)?;
+    let classifier = ClassifierMetrics::compute(&ts, &tl, threshold, mammo_eval::DEFAULT_BOOTSTRAP_REPLICATES, seed);
+    if classifier.is_none() {
+        tracing::warn!("the {} split lacks benign or malignant patches: no AUC", split.as_str());
+    }
+    let roc = mammo_eval::roc_curve(&ts, &tl);
+
+    // Maps on the malignant patches of the split, against the malignancy-feature mask where the data has
+    // one, else the lesion mask; PxAP inside the breast.
+    let malignant = patches.indices(split, &[Label::Malignant]);
+    let x = gather(&malignant);
+    let p_before = models.predict(&x, malignant.len())?;
+    let saliency = models.saliency(&x)?;
+    let gan = if models.has_attribution() { Some(models.attribution_maps(&x)?) } else { None };
+    let p_after = match &gan {
+        Some(m) => Some(models.predict(&x.iter().zip(m).map(|(a, b)| a + b).collect::<Vec<_>>(), malignant.len())?),
+        None => None,
+    };
+    let targets: Vec<(Vec<u8>, Vec<u8>)> = malignant
+        .iter()
+        .map(|&i| {
+            let m = patches.mask(i);
+            let has_features = m.iter().any(|v| v & MASK_MALIGNANCY != 0);
+            let bit = if has_features { MASK_MALIGNANCY } else { MASK_LESION };
+            (m.iter().map(|v| (v & bit != 0) as u8).collect(), m.iter().map(|v| (v & MASK_BREAST != 0) as u8).collect())
+        })
+        .collect();
+    let map_metrics = |maps: &[f32], with_probs: bool| -> MapMetrics {
+        let mut acc = MapMetricsAccumulator::new();
+        for (k, (mask, valid)) in targets.iter().enumerate() {
+            let abs: Vec<f32> = maps[k * s2..(k + 1) * s2].iter().map(|v| v.abs()).collect();
+            let probs = match (&p_after, with_probs) {
+                (Some(pa), true) => Some((p_before[k] as f64, pa[k] as f64)),
+                _ => None,
+            };
+            acc.add_patch(&abs, mask, valid, probs);
+        }
+        acc.finish()
+    };
+    let saliency_metrics = (!malignant.is_empty()).then(|| map_metrics(&saliency, false));
+    let attribution_metrics = gan.as_ref().filter(|_| !malignant.is_empty()).map(|m| map_metrics(m, true));
+
+    let mut flat =
+        mammo_eval::flatten_metrics(classifier.as_ref(), attribution_metrics.as_ref(), saliency_metrics.as_ref());
+    flat.insert("split".into(), split.as_str().into());
+    flat.insert("dataset.content_hash".into(), patches.content_hash.clone().unwrap_or_default().into());
+
+    // The report.
+    let eval_dir = run.join(RunDir::EVAL);
+    std::fs::create_dir_all(eval_dir.join("images")).map_err(|e| mammo_io::IoError::io(&eval_dir, e))?;
+    let gallery = match &gan {
+        Some(m) => {
+            gallery(&malignant, &x, m, &p_before, p_after.as_deref().unwrap_or(&[]), &targets, patches.size, &eval_dir)?
+        }
+        None => Vec::new(),
+    };
+    let report = Report {
+        title: format!("mammogan evaluation — {}", run.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()),
+        details: vec![
+            ("split".into(), split.as_str().into()),
+            ("patches (benign + malignant)".into(), test.len().to_string()),
+            ("threshold (chosen on val)".into(), format!("{threshold:.4}")),
+            ("dataset content hash".into(), patches.content_hash.clone().unwrap_or_default()),
+        ],
+        classifier,
+        roc_curve: roc,
+        attribution: attribution_metrics,
+        saliency: saliency_metrics,
+        charts: training_curves(run)?,
+        gallery,
+    };
+    mammo_io::atomic::write_bytes(&eval_dir.join("report.html"), mammo_eval::render_report(&report).as_bytes())?;
+    mammo_io::atomic::write_bytes(&eval_dir.join("metrics.json"), serde_json::to_string_pretty(&flat)?.as_bytes())?;
+    Ok(flat)
+}
+
+/// Loss and accuracy curves from `metrics.jsonl`, one chart per model.
+fn training_curves(run: &Path) -> Result<Vec<mammo_eval::Chart>> {
+    let path = run.join(RunDir::METRICS);
+    if !path.is_file() {
+        return Ok(Vec::new());
+    }
+    let mut series: std::collections::BTreeMap<String, Vec<(u64, f64)>> = Default::default();
+    let mut order = Vec::new();
+    for r in mammo_track::read_metrics(&path)? {
+        for (name, v) in &r.scalars {
+            let key = format!("{}/{name}", r.model);
+            if !series.contains_key(&key) {
+                order.push(key.clone());
+            }
+            series.entry(key).or_default().push((r.step, *v));
+        }
+    }
+    let series = order
+        .into_iter()
+        .map(|name| {
+            let points = series.remove(&name).unwrap_or_default();
+            mammo_eval::Series { name, points }
+        })
+        .collect();
+    Ok(mammo_eval::Chart::group_by_family(series))
+}
+
+/// The best and worst malignant patches by the NCC of their GAN map, as gallery rows (and PNG files).
+#[allow(clippy::too_many_arguments)]
+fn gallery(
+    ids: &[usize],
+    x: &[f32],
+    maps: &[f32],
+    p_before: &[f32],
+    p_after: &[f32],
+    targets: &[(Vec<u8>, Vec<u8>)],
+    size: usize,
+    eval_dir: &Path,
+) -> Result<Vec<GallerySection>> {
+    let s2 = size * size;
+    let abs = |k: usize| -> Vec<f32> { maps[k * s2..(k + 1) * s2].iter().map(|v| v.abs()).collect() };
+    let mut scored: Vec<(usize, f64)> =
+        (0..ids.len()).map(|k| (k, mammo_eval::ncc(&abs(k), &targets[k].0).unwrap_or(f64::NEG_INFINITY))).collect();
+    scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    let row = |k: usize, ncc: f64| -> Result<GalleryRow> {
+        let xk = &x[k * s2..(k + 1) * s2];
+        let mk = abs(k);
+        let hi = mk.iter().cloned().fold(1e-6f32, f32::max);
+        let y: Vec<f32> = xk.iter().zip(&maps[k * s2..(k + 1) * s2]).map(|(a, b)| a + b).collect();
+        let images = vec![
+            mammo_eval::gray_png(xk, size, size, 0.0, 1.0),
+            mammo_eval::colormap_png(&mk, size, size, 0.0, hi),
+            mammo_eval::gray_png(&y, size, size, 0.0, 1.0),
+            mammo_eval::heat_overlay_png(xk, &mk, size, size),
+        ];
+        for (name, png) in ["x", "map", "x_plus_m", "overlay"].iter().zip(&images) {
+            mammo_io::atomic::write_bytes(
+                &eval_dir.join("images").join(format!("patch-{:06}-{name}.png", ids[k])),
+                png,
+            )?;
+        }
+        Ok(GalleryRow {
+            patch_id: ids[k].to_string(),
+            p_before: p_before.get(k).map(|&v| v as f64),
+            p_after: p_after.get(k).map(|&v| v as f64),
+            ncc: ncc.is_finite().then_some(ncc),
+            note: String::new(),
+            images,
+        })
+    };
+    let n = scored.len().min(6);
+    let columns: Vec<String> = STANDARD_COLUMNS.iter().map(|s| s.to_string()).collect();
+    let best = scored.iter().take(n).map(|&(k, c)| row(k, c)).collect::<Result<Vec<_>>>()?;
+    let worst = scored.iter().rev().take(n).map(|&(k, c)| row(k, c)).collect::<Result<Vec<_>>>()?;
+    Ok(vec![
+        GallerySection {
+            title: "Best (highest NCC with the malignancy-feature mask)".into(),
+            description: "Malignant test patches whose map agrees most with the ground truth.".into(),
+            columns: columns.clone(),
+            rows: best,
+        },
+        GallerySection {
+            title: "Worst (lowest NCC)".into(),
+            description: "Where the map misses: read these before trusting the best ones.".into(),
+            columns,
+            rows: worst,
+        },
+    ])
+}

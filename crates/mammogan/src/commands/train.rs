@@ -1,0 +1,233 @@
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use anyhow::{Context, Result, bail};
+use mammo_nn::{Outcome, PatchData, TrainConfig, TrainObserver};
+use mammo_track::{GridOptions, MetricsJsonl, RunDir, TensorBoardWriter, TileScale, WallTime};
+
+use crate::progress::Progress;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// A prepared DATASET directory (`mammogan prepare`).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// The RUN directory to create (or continue, with --resume).
+    #[arg(long)]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub opts: TrainOpts,
+}
+
+/// Options shared with `quickstart`.
+#[derive(clap::Args, Clone, Default)]
+pub struct TrainOpts {
+    /// A TOML config; defaults are documented in `mammogan train --print-config`.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Override one config key, e.g. `--set train.steps=20` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Which model(s) to train.
+    #[arg(long, value_enum, default_value_t = Which::All)]
+    pub model: Which,
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// CPU threads for the backend (0 = all cores).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Continue a killed or stopped run from its newest checkpoints, with its own config.toml.
+    #[arg(long)]
+    pub resume: bool,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Which {
+    Classifier,
+    Attribution,
+    #[default]
+    All,
+}
+
+/// The resolved config: the run's own on --resume, else defaults <- --config <- --set.
+pub fn resolve_config(opts: &TrainOpts, run: &Path) -> Result<TrainConfig> {
+    let saved = run.join(RunDir::CONFIG);
+    if opts.resume && saved.is_file() {
+        if opts.config.is_some() || !opts.set.is_empty() {
+            bail!("{}: --resume continues with the run's own config; drop --config/--set", run.display());
+        }
+        return Ok(TrainConfig::from_toml_file(&saved)?);
+    }
+    let mut config = match &opts.config {
+        Some(p) => TrainConfig::from_toml_file(p)?,
+        None => TrainConfig::default(),
+    };
+    for kv in &opts.set {
+        let (k, v) = kv.split_once('=').with_context(|| format!("--set {kv}: expected KEY=VALUE"))?;
+        config.set(k.trim(), v.trim())?;
+    }
+    config.validate()?;
+    Ok(config)
+}
+
+/// SIGTERM and SIGINT set the flag; the training loop then saves a checkpoint and returns.
+pub fn stop_flag() -> Result<Arc<AtomicBool>> {
+    let flag = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, Arc::clone(&flag)).context("installing the signal handler")?;
+    }
+    Ok(flag)
+}
+
+pub fn run(args: Args, progress: &Progress) -> Result<()> {
+    let summary = train(&args.data, &args.out, &args.opts, progress)?;
+    for (model, hash) in &summary.weights {
+        println!("{model}: {} steps, weights blake3 {hash}", summary.steps[model]);
+    }
+    println!("run: {}", args.out.display());
+    Ok(())
+}
+
+/// What a finished training reports.
+pub struct TrainSummary {
+    pub weights: std::collections::BTreeMap<String, String>,
+    pub steps: std::collections::BTreeMap<String, u64>,
+    pub device: mammo_nn::DeviceInfo,
+}
+
+/// Trains the chosen models into `out`.
+pub fn train(data: &Path, out: &Path, opts: &TrainOpts, progress: &Progress) -> Result<TrainSummary> {
+    let config = resolve_config(opts, out)?;
+    let run = if opts.resume { RunDir::resume(out)? } else { RunDir::create(out)? };
+    mammo_io::atomic::write_bytes(&run.config(), config.to_toml().as_bytes())?;
+    // Which DATASET this run learns from, so `evaluate` can default to it.
+    let data_abs = std::fs::canonicalize(data).map_err(|e| mammo_io::IoError::io(data, e))?;
+    let data_ref = serde_json::json!({ "path": data_abs });
+    mammo_io::atomic::write_bytes(
+        &out.join(crate::commands::evaluate::DATA_REF),
+        serde_json::to_string_pretty(&data_ref)?.as_bytes(),
+    )?;
+
+    let store = mammo_prep::PatchStore::open(data)?;
+    mammo_prep::PatchStore::verify(data, &store.info)?;
+    let patches = PatchData::from_store(store)?;
+    let (device, info) = mammo_nn::select_device(&opts.device, opts.threads)?;
+    tracing::info!("device: {info:?}");
+    let stop = stop_flag()?;
+
+    let models: &[&str] = match opts.model {
+        Which::Classifier => &["classifier"],
+        Which::Attribution => &["attribution"],
+        Which::All => &["classifier", "attribution"],
+    };
+    let mut summary = TrainSummary { weights: Default::default(), steps: Default::default(), device: info.clone() };
+    for &model in models {
+        let resumed_at = mammo_nn::checkpoint::latest(run.root(), model)?.map(|c| c.state.step).unwrap_or(0);
+        let mut observer = CliObserver::open(&run, model, resumed_at, progress)?;
+        let outcome = match model {
+            "classifier" => mammo_nn::train_classifier(run.root(), &patches, &config, &device, &mut observer, &stop),
+            _ => mammo_nn::train_attribution(run.root(), &patches, &config, &device, &mut observer, &stop),
+        }
+        .with_context(|| format!("training the {model}"))?;
+        observer.finish()?;
+        match outcome {
+            Outcome::Completed { steps, weights_hash } => {
+                summary.steps.insert(model.to_string(), steps);
+                summary.weights.insert(model.to_string(), weights_hash);
+            }
+            Outcome::Stopped { step } => bail!(
+                "{}: stopped by a signal at {model} step {step}; the checkpoint is saved, continue with --resume",
+                out.display()
+            ),
+        }
+    }
+    Ok(summary)
+}
+
+/// Progress bar + `metrics.jsonl` + TensorBoard.
+struct CliObserver {
+    model: String,
+    bar: indicatif::ProgressBar,
+    jsonl: MetricsJsonl,
+    tb: TensorBoardWriter,
+    error: Option<anyhow::Error>,
+}
+
+impl CliObserver {
+    fn open(run: &RunDir, model: &str, resumed_at: u64, progress: &Progress) -> Result<Self> {
+        // One metrics file for the run: on resume, drop only this model's records after its checkpoint.
+        let path = run.metrics();
+        let records = if path.is_file() { mammo_track::read_metrics(&path)? } else { Vec::new() };
+        let keep: Vec<_> = records.into_iter().filter(|r| r.model != model || r.step <= resumed_at).collect();
+        let mut jsonl = MetricsJsonl::create(&path)?;
+        for r in &keep {
+            jsonl.write(r)?;
+        }
+        let tb = if resumed_at > 0 {
+            TensorBoardWriter::open_resume(run.tensorboard(), model, WallTime::System, resumed_at)?
+        } else {
+            TensorBoardWriter::create(run.tensorboard(), model, WallTime::System)?
+        };
+        let bar = progress.bar(0, model);
+        Ok(CliObserver { model: model.to_string(), bar, jsonl, tb, error: None })
+    }
+
+    fn keep<T>(&mut self, r: mammo_track::Result<T>) {
+        if let Err(e) = r
+            && self.error.is_none()
+        {
+            self.error = Some(e.into());
+        }
+    }
+
+    fn finish(mut self) -> Result<()> {
+        self.bar.finish_and_clear();
+        let r = self.tb.flush();
+        self.keep(r);
+        let r = self.jsonl.sync();
+        self.keep(r);
+        match self.error {
+            Some(e) => Err(e.context(format!("writing the {} metrics", self.model))),
+            None => Ok(()),
+        }
+    }
+}
+
+impl TrainObserver for CliObserver {
+    fn scalars(&mut self, model: &str, step: u64, values: &[(&str, f64)]) {
+        let r = self.jsonl.log(step, model, values);
+        self.keep(r);
+        for (name, v) in values {
+            let r = self.tb.scalar(step, &format!("{model}/{name}"), *v as f32);
+            self.keep(r);
+        }
+    }
+
+    fn images(&mut self, model: &str, step: u64, tag: &str, patches: &[Vec<f32>], size: usize) {
+        let refs: Vec<&[f32]> = patches.iter().map(|p| p.as_slice()).collect();
+        // Maps are signed; inputs are in [0, 1].
+        let scale = if tag.contains("map") { TileScale::Symmetric } else { TileScale::Clamp };
+        let options = GridOptions { scale, ..GridOptions::default() };
+        let cols = refs.len().clamp(1, 8);
+        match mammo_track::image_grid_png(&refs, size, size, cols, &options) {
+            Ok((png, w, h)) => {
+                let r = self.tb.image(step, &format!("{model}/{tag}"), &png, w, h, 1);
+                self.keep(r);
+            }
+            Err(e) => self.keep::<()>(Err(e)),
+        }
+    }
+
+    fn checkpoint_saved(&mut self, model: &str, step: u64, dir: &Path) {
+        tracing::debug!("{model}: checkpoint at step {step} in {}", dir.display());
+    }
+
+    fn progress(&mut self, _model: &str, step: u64, total: u64, losses: &[(&str, f64)]) {
+        self.bar.set_length(total);
+        self.bar.set_position(step);
+        let text: Vec<String> = losses.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
+        self.bar.set_message(format!("{} {}", self.model, text.join(" ")));
+    }
+}
