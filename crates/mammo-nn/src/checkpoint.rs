@@ -78,6 +78,7 @@ pub fn checkpoint_dir(run_dir: &Path, model: &str, step: u64) -> PathBuf {
 pub fn write(run_dir: &Path, state: &CheckpointState, files: &[(&str, Vec<u8>)]) -> Result<PathBuf> {
     let parent = model_dir(run_dir, &state.model);
     std::fs::create_dir_all(&parent).map_err(|e| NnError::io(&parent, e))?;
+    remove_stale(&parent);
     let dest = checkpoint_dir(run_dir, &state.model, state.step);
     let name = dest.file_name().expect("step-N").to_string_lossy().into_owned();
     let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
@@ -111,6 +112,21 @@ pub fn write(run_dir: &Path, state: &CheckpointState, files: &[(&str, Vec<u8>)])
         let _ = std::fs::remove_dir_all(&tmp);
     }
     result.map(|_| dest)
+}
+
+/// Removes what killed writers left behind: hidden `.step-*.tmp-<pid>` / `.step-*.old-<pid>`
+/// directories of other processes. (A run directory has one writer at a time; an `.old` directory
+/// only ever duplicates a step that is complete elsewhere or older than the newest.)
+fn remove_stale(parent: &Path) {
+    let own = format!("-{}", std::process::id());
+    let Ok(entries) = std::fs::read_dir(parent) else { return };
+    for entry in entries.filter_map(|e| e.ok()) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let hidden_copy = name.starts_with(".step-") && (name.contains(".tmp-") || name.contains(".old-"));
+        if hidden_copy && !name.ends_with(&own) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -267,8 +283,9 @@ mod tests {
         let run = tempfile::tempdir().unwrap();
         write(run.path(), &state(2), &[("a.bin", vec![1, 2, 3])]).unwrap();
         let d4 = write(run.path(), &state(4), &[("a.bin", vec![4])]).unwrap();
-        // A half-written one (as left by a kill) is hidden and ignored.
-        std::fs::create_dir_all(model_dir(run.path(), "m").join(".step-000006.tmp-1")).unwrap();
+        // A half-written one (as left by a kill) is hidden and ignored, and cleared by the next write.
+        let stale = model_dir(run.path(), "m").join(".step-000006.tmp-999999999");
+        std::fs::create_dir_all(&stale).unwrap();
         assert_eq!(latest(run.path(), "m").unwrap().unwrap().state.step, 4);
         // A damaged one is skipped.
         std::fs::write(d4.join("a.bin"), [9]).unwrap();
@@ -278,6 +295,7 @@ mod tests {
         // Re-writing a step replaces it whole.
         write(run.path(), &state(4), &[("a.bin", vec![5])]).unwrap();
         assert_eq!(latest(run.path(), "m").unwrap().unwrap().read("a.bin").unwrap(), vec![5]);
+        assert!(!stale.exists());
         prune(run.path(), "m", 1).unwrap();
         assert!(open(run.path(), "m", 2).is_err());
         assert!(latest(run.path(), "nothing").unwrap().is_none());

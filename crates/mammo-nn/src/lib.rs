@@ -19,6 +19,8 @@
 //! - **The backend is chosen at run time** ([`device::select_device`]): flex always, CUDA with the
 //!   `cuda` feature. No type here has a backend parameter.
 
+#![warn(missing_docs)]
+
 pub mod augment;
 pub mod checkpoint;
 pub mod config;

@@ -41,7 +41,12 @@ fn quickstart_defaults_at_64px() {
     use mammo_prep::split::Split;
 
     let data = synthetic(60, 64, 7);
-    let config = TrainConfig::default();
+    let mut config = TrainConfig::default();
+    // Overrides to try, e.g. MAMMO_NN_SET="attribution.n_critic=1,train.steps=100".
+    for kv in std::env::var("MAMMO_NN_SET").unwrap_or_default().split(',').filter(|s| !s.is_empty()) {
+        let (k, v) = kv.split_once('=').expect("key=value");
+        config.set(k, v).unwrap();
+    }
     let (device, _) = select_device("cpu", 0).unwrap();
     let run = tempfile::tempdir().unwrap();
     let start = std::time::Instant::now();

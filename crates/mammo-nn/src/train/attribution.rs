@@ -21,9 +21,9 @@ use burn::tensor::activation::relu;
 use mammo_io::layouts::Label;
 use mammo_prep::split::Split;
 
-use super::classifier::check_resumable;
 use super::{
-    check_loss, check_weights, config_fingerprint, draw_batch, due, examples, split_patches, to_tensor, to_vec,
+    Trained, check_loss, check_resumable, check_weights, config_fingerprint, draw_batch, due, examples, split_patches,
+    to_tensor, to_vec,
 };
 use crate::augment::Augment;
 use crate::checkpoint::{self, CHECKPOINT_FORMAT_VERSION, CheckpointState};
@@ -69,12 +69,12 @@ pub fn train_attribution(
 ) -> Result<Outcome> {
     config.validate()?;
     let ac = &config.attribution;
-    let depth_factor = 1usize << ac.gen_depth.saturating_sub(1).max(ac.critic_depth);
-    if data.size % depth_factor != 0 {
+    // Each U-Net level and each critic level halves the patch; the deepest must keep a few pixels.
+    let halvings = ac.gen_depth.saturating_sub(1).max(ac.critic_depth);
+    if data.size >> halvings < 2 {
         return Err(NnError::Data(format!(
-            "patches of {} px cannot be halved {} times (attribution.gen_depth / critic_depth)",
-            data.size,
-            depth_factor.trailing_zeros()
+            "patches of {} px are too small to halve {halvings} times (attribution.gen_depth / critic_depth)",
+            data.size
         )));
     }
     let split = parse_split(&config.data.split)?;
@@ -91,7 +91,7 @@ pub fn train_attribution(
     }
     let total = config.attribution_steps();
     let seed = config.train.seed;
-    let fingerprint = config_fingerprint(config);
+    let fingerprint = config_fingerprint(config, Trained::Attribution);
     let mut state = resume_or_start(run_dir, config, &fingerprint, device)?;
     let augment = if ac.augment {
         Augment { flip: true, rotate90: true, intensity_jitter: 0.0, contrast_jitter: 0.0 }

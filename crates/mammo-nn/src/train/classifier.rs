@@ -12,7 +12,8 @@ use mammo_io::layouts::Label;
 use mammo_prep::split::Split;
 
 use super::{
-    check_loss, check_weights, config_fingerprint, draw_batch, due, examples, split_patches, to_tensor, to_vec,
+    Trained, check_loss, check_resumable, check_weights, config_fingerprint, draw_batch, due, examples, split_patches,
+    to_tensor, to_vec,
 };
 use crate::augment::Augment;
 use crate::checkpoint::{self, CHECKPOINT_FORMAT_VERSION, CheckpointState};
@@ -65,7 +66,7 @@ pub fn train_classifier(
     }
     let total = config.classifier_steps();
     let seed = config.train.seed;
-    let fingerprint = config_fingerprint(config);
+    let fingerprint = config_fingerprint(config, Trained::Classifier);
     let mut state = resume_or_start(run_dir, config, &fingerprint, device)?;
     let cc = &config.classifier;
     let augment = Augment {
@@ -162,17 +163,6 @@ fn resume_or_start(run_dir: &Path, config: &TrainConfig, fingerprint: &str, devi
     optim = checkpoint::optimizer_from_bytes(optim, ckpt.read(OPTIMIZER)?, &ckpt.dir.join(OPTIMIZER))?;
     tracing::info!("{CLASSIFIER}: resuming from {}", ckpt.dir.display());
     Ok(State { model, optim, step: ckpt.state.step })
-}
-
-/// A checkpoint made under another seed or config cannot continue this run.
-pub(crate) fn check_resumable(ckpt: &checkpoint::Checkpoint, config: &TrainConfig, fingerprint: &str) -> Result<()> {
-    if ckpt.state.seed != config.train.seed || ckpt.state.config_hash != fingerprint {
-        return Err(NnError::invalid(
-            &ckpt.dir,
-            "was written under a different seed or configuration; resume with the run's config.toml or use a new run directory",
-        ));
-    }
-    Ok(())
 }
 
 fn save(

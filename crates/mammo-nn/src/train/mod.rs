@@ -89,12 +89,28 @@ pub(crate) fn check_weights<M: Module>(model_name: &str, step: u64, module: &M) 
     }
 }
 
-/// BLAKE3 of what a checkpoint's continuation depends on: the config without the keys that only
-/// say how long to run or how often to report. A resume under a different fingerprint is refused,
-/// since it could not reproduce the uninterrupted run; a resume with more steps is allowed.
-pub(crate) fn config_fingerprint(config: &TrainConfig) -> String {
+/// Which training a fingerprint is for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Trained {
+    Classifier,
+    Attribution,
+}
+
+/// BLAKE3 of what a model's checkpoints depend on: the config without the keys that only say how
+/// long to run or how often to report, and without the other model's settings. A resume under a
+/// different fingerprint is refused, since it could not reproduce the uninterrupted run; a resume
+/// with more steps is allowed, and so is retraining one model of a run with new settings.
+pub(crate) fn config_fingerprint(config: &TrainConfig, model: Trained) -> String {
     let mut c = config.clone();
     let d = TrainConfig::default();
+    match model {
+        Trained::Classifier => c.attribution = d.attribution.clone(),
+        Trained::Attribution => {
+            c.classifier = d.classifier.clone();
+            c.train.lr = d.train.lr;
+            c.data.negatives = d.data.negatives.clone();
+        }
+    }
     c.train.steps = d.train.steps;
     c.train.log_every = d.train.log_every;
     c.train.image_every = d.train.image_every;
@@ -104,6 +120,21 @@ pub(crate) fn config_fingerprint(config: &TrainConfig) -> String {
     c.classifier.steps = None;
     c.attribution.steps = None;
     blake3::hash(c.to_toml().as_bytes()).to_hex().to_string()
+}
+
+/// A checkpoint made under another seed or config cannot continue this run.
+pub(crate) fn check_resumable(
+    ckpt: &crate::checkpoint::Checkpoint,
+    config: &TrainConfig,
+    fingerprint: &str,
+) -> Result<()> {
+    if ckpt.state.seed != config.train.seed || ckpt.state.config_hash != fingerprint {
+        return Err(NnError::invalid(
+            &ckpt.dir,
+            "was written under a different seed or configuration; resume with the run's config.toml or use a new run directory",
+        ));
+    }
+    Ok(())
 }
 
 /// Whether `step` (1-based, just completed) is a multiple of `every` (never when `every` is 0).
