@@ -1,0 +1,235 @@
+//! Training, evaluation and explain through the binary, at toy sizes: a real SIGKILL then `--resume`
+//! ends with the weights of an uninterrupted run, SIGTERM saves a checkpoint, TensorBoard's own reader
+//! reads our event files, and no identifying attribute of the phantom reaches any output.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn exe() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_mammogan"));
+    c.arg("--quiet");
+    c
+}
+
+fn ok(args: &[&str]) -> Output {
+    let out = exe().args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "mammogan {args:?}:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A small prepared phantom, shared by the tests of this file (built once per test process).
+fn dataset() -> &'static (tempfile::TempDir, PathBuf, PathBuf) {
+    static DATA: std::sync::OnceLock<(tempfile::TempDir, PathBuf, PathBuf)> = std::sync::OnceLock::new();
+    DATA.get_or_init(|| {
+        let tmp = tempfile::tempdir().unwrap();
+        let ph = tmp.path().join("phantom");
+        let ds = tmp.path().join("dataset");
+        let s = |p: &Path| p.to_str().unwrap().to_string();
+        ok(&["phantom", "--out", &s(&ph), "--cases", "40", "--seed", "3", "--width-mm", "80", "--spacing-mm", "0.4"]);
+        ok(&["prepare", "--format", "phantom", "--input", &s(&ph), "--out", &s(&ds), "--patch-size", "32"]);
+        (tmp, ph, ds)
+    })
+}
+
+const TINY: [&str; 12] = [
+    "--set",
+    "train.batch_size=8",
+    "--set",
+    "train.checkpoint_every=2",
+    "--set",
+    "train.log_every=1",
+    "--set",
+    "train.image_every=2",
+    "--set",
+    "attribution.gen_channels=4",
+    "--set",
+    "attribution.critic_channels=4",
+];
+
+fn train_args<'a>(ds: &'a str, run: &'a str, steps: &'a str, extra: &[&'a str]) -> Vec<String> {
+    let mut v: Vec<String> =
+        ["train", "--data", ds, "--out", run, "--threads", "2", "--set"].iter().map(|s| s.to_string()).collect();
+    v.push(format!("train.steps={steps}"));
+    v.extend(TINY.iter().map(|s| s.to_string()));
+    v.extend(extra.iter().map(|s| s.to_string()));
+    v
+}
+
+fn hashes(stdout: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(stdout).lines().filter(|l| l.contains("weights blake3")).map(|l| l.to_string()).collect()
+}
+
+fn wait_for_checkpoint(run: &Path, model: &str, child: &mut std::process::Child) {
+    let dir = run.join("checkpoints").join(model);
+    let start = Instant::now();
+    loop {
+        let done = std::fs::read_dir(&dir)
+            .map(|d| d.filter_map(|e| e.ok()).any(|e| e.file_name().to_string_lossy().starts_with("step-")))
+            .unwrap_or(false);
+        if done {
+            return;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("training ended ({status}) before its first checkpoint");
+        }
+        assert!(start.elapsed() < Duration::from_secs(120), "no checkpoint after 120 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn sigkill_then_resume_equals_an_uninterrupted_run() {
+    let (tmp, _, ds) = dataset();
+    let ds = ds.to_str().unwrap();
+    let full = tmp.path().join("run-full");
+    let args = train_args(ds, full.to_str().unwrap(), "40", &["--model", "attribution"]);
+    let reference = ok(&args.iter().map(|s| s.as_str()).collect::<Vec<_>>());
+
+    let killed = tmp.path().join("run-killed");
+    let args = train_args(ds, killed.to_str().unwrap(), "40", &["--model", "attribution"]);
+    let mut child = exe().args(&args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    wait_for_checkpoint(&killed, "attribution", &mut child);
+    child.kill().unwrap(); // SIGKILL: no chance to clean up
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "the run was meant to be killed mid-way");
+    assert!(!killed.join("model").join("attribution.safetensors").exists());
+
+    let mut resume = args.clone();
+    resume.retain(|a| !a.starts_with("train.") && !a.starts_with("attribution.") && a != "--set");
+    resume.push("--resume".into());
+    let resumed = ok(&resume.iter().map(|s| s.as_str()).collect::<Vec<_>>());
+    assert_eq!(hashes(&resumed.stdout), hashes(&reference.stdout), "resume after SIGKILL must reproduce the weights");
+    assert!(!hashes(&reference.stdout).is_empty());
+
+    // The metrics file of the resumed run holds each step once, like the uninterrupted one.
+    let steps = |run: &Path| -> Vec<u64> {
+        std::fs::read_to_string(run.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["step"].as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(steps(&killed), steps(&full));
+}
+
+#[test]
+fn sigterm_saves_a_checkpoint_and_exits() {
+    let (tmp, _, ds) = dataset();
+    let run = tmp.path().join("run-term");
+    let args = train_args(ds.to_str().unwrap(), run.to_str().unwrap(), "400", &["--model", "attribution"]);
+    let mut child = exe().args(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    wait_for_checkpoint(&run, "attribution", &mut child);
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("stopped by a signal") && stderr.contains("--resume"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
+
+#[test]
+fn train_evaluate_explain_write_what_they_promise_and_nothing_identifying() {
+    let (tmp, ph, ds) = dataset();
+    let run = tmp.path().join("run-all");
+    let args = train_args(ds.to_str().unwrap(), run.to_str().unwrap(), "6", &[]);
+    let out = ok(&args.iter().map(|s| s.as_str()).collect::<Vec<_>>());
+    assert_eq!(hashes(&out.stdout).len(), 2, "both models trained");
+    for f in [
+        "config.toml",
+        "data.json",
+        "metrics.jsonl",
+        "model/model.json",
+        "model/classifier.safetensors",
+        "model/attribution.safetensors",
+    ] {
+        assert!(run.join(f).is_file(), "{f}");
+    }
+
+    let out = ok(&["evaluate", run.to_str().unwrap()]);
+    let metrics: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("eval/metrics.json")).unwrap()).unwrap();
+    for key in [
+        "classifier.auc",
+        "classifier.sensitivity",
+        "classifier.specificity",
+        "attribution.pxap",
+        "attribution.ncc",
+        "attribution.pointing_game",
+        "attribution.energy_in_mask",
+        "attribution.counterfactual_drop",
+        "saliency.pxap",
+        "saliency.ncc",
+        "saliency.pointing_game",
+    ] {
+        assert!(metrics.get(key).is_some(), "{key} missing from metrics.json");
+    }
+    let auc = metrics["classifier.auc"].as_f64().expect("the test split has both classes");
+    assert!((0.0..=1.0).contains(&auc));
+    let ci = metrics["classifier.auc_ci95"].as_array().expect("auc_ci95 is [low, high]");
+    assert_eq!(ci.len(), 2);
+    assert!(metrics["attribution.pointing_game"].as_f64().is_some(), "{metrics}");
+    let report = std::fs::read_to_string(run.join("eval/report.html")).unwrap();
+    assert!(report.contains("<svg") && report.contains("data:image/png;base64"));
+    assert!(!String::from_utf8_lossy(&out.stdout).is_empty());
+
+    // Explain a whole phantom mammogram.
+    let image = std::fs::read_dir(ph.join("images")).unwrap().map(|e| e.unwrap().path()).min().unwrap();
+    let ex = tmp.path().join("explain");
+    ok(&["explain", run.to_str().unwrap(), image.to_str().unwrap(), "--out", ex.to_str().unwrap()]);
+    let original = mammo_io::read_image(&image).unwrap();
+    for f in ["overlay.png", "heatmap.png"] {
+        // RGB overlays are not grayscale mammograms: read their size from the PNG header (IHDR).
+        let bytes = std::fs::read(ex.join(f)).unwrap();
+        let (w, h) = (
+            u32::from_be_bytes(bytes[16..20].try_into().unwrap()),
+            u32::from_be_bytes(bytes[20..24].try_into().unwrap()),
+        );
+        assert_eq!((w as usize, h as usize), (original.width, original.height), "{f} at the original size");
+    }
+    let result: serde_json::Value = serde_json::from_slice(&std::fs::read(ex.join("result.json")).unwrap()).unwrap();
+    assert!(result["score"].as_f64().unwrap() >= 0.0 && result["regions"].as_array().is_some());
+
+    // TensorBoard's own reader sees our scalars and image grids.
+    let script = "import sys, json\nfrom tensorboard.backend.event_processing.event_accumulator import EventAccumulator\nea = EventAccumulator(sys.argv[1], size_guidance={'images': 0, 'scalars': 0})\nea.Reload()\nt = ea.Tags()\nprint(json.dumps({'scalars': t['scalars'], 'images': t['images']}))";
+    let py = Command::new("python3").args(["-c", script, run.join("tb").to_str().unwrap()]).output();
+    match py {
+        Ok(o) if o.status.success() => {
+            let tags: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+            let scalars: Vec<&str> = tags["scalars"].as_array().unwrap().iter().filter_map(|v| v.as_str()).collect();
+            assert!(scalars.iter().any(|t| t.starts_with("classifier/")), "{scalars:?}");
+            assert!(scalars.iter().any(|t| t.starts_with("attribution/")), "{scalars:?}");
+            assert!(!tags["images"].as_array().unwrap().is_empty(), "{tags}");
+        }
+        other => {
+            let msg = format!("python3 with the tensorboard package is needed (scripts/test installs it): {other:?}");
+            assert!(std::env::var_os("CI").is_none(), "{msg}");
+            eprintln!("skipping the TensorBoard check outside CI: {msg}");
+        }
+    }
+
+    // Privacy: the fake identifying values in the phantom's DICOM headers reach no output.
+    let needles: Vec<String> = (0..6).flat_map(|p| mammo_phantom::fake_identity(p).values()).collect();
+    for dir in [&run, &ex] {
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    stack.push(p);
+                    continue;
+                }
+                let bytes = std::fs::read(&p).unwrap();
+                for n in &needles {
+                    assert!(!bytes.windows(n.len()).any(|w| w == n.as_bytes()), "{n} leaked into {}", p.display());
+                }
+            }
+        }
+    }
+}
