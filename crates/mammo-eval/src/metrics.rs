@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 use crate::classifier::{bootstrap_auc_ci, roc_auc, sensitivity_specificity};
 
 /// Classifier performance on the test split.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct ClassifierMetrics {
     /// ROC AUC of P(malignant) against the labels.
     pub auc: f64,
@@ -58,7 +58,7 @@ impl ClassifierMetrics {
 /// Agreement between one kind of map (the attribution GAN's |m|, or the saliency baseline) and the
 /// ground-truth masks, aggregated over the test patches (see [`crate::MapMetricsAccumulator`] for the
 /// rules). NaN (`null` in JSON) where no patch contributed.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct MapMetrics {
     /// Pixel-level average precision inside the breast, all patches pooled.
     #[serde(deserialize_with = "f64_or_nan")]
@@ -97,16 +97,16 @@ pub fn flatten_metrics(
 ) -> Map<String, Value> {
     let mut out = Map::new();
     // Going through serde keeps the key list in one place (the struct) instead of repeating it here.
+    // A missing record still lists its keys, as null: readers of metrics.json find every key, always.
     let records = [
-        ("classifier", classifier.map(serde_json::to_value)),
-        ("attribution", attribution.map(serde_json::to_value)),
-        ("saliency", saliency.map(serde_json::to_value)),
+        ("classifier", serde_json::to_value(classifier.copied().unwrap_or_default()), classifier.is_some()),
+        ("attribution", serde_json::to_value(attribution.copied().unwrap_or_default()), attribution.is_some()),
+        ("saliency", serde_json::to_value(saliency.copied().unwrap_or_default()), saliency.is_some()),
     ];
-    for (prefix, value) in records {
-        let Some(value) = value else { continue };
+    for (prefix, value, present) in records {
         let Ok(Value::Object(fields)) = value else { unreachable!("the metrics records serialise to objects") };
         for (key, v) in fields {
-            out.insert(format!("{prefix}.{key}"), v);
+            out.insert(format!("{prefix}.{key}"), if present { v } else { Value::Null });
         }
     }
     out
@@ -176,7 +176,10 @@ mod tests {
         assert_eq!(flat["saliency.counterfactual_drop"], Value::Null);
         assert_eq!(flat.len(), 7 + 6 + 6);
         let only_classifier = flatten_metrics(Some(&c), None, None);
-        assert!(only_classifier.keys().all(|k| k.starts_with("classifier.")));
+        assert_eq!(only_classifier.len(), flat.len(), "absent records keep their keys");
+        assert_eq!(only_classifier["attribution.pxap"], Value::Null);
+        assert_eq!(only_classifier["saliency.n"], Value::Null);
+        assert_eq!(only_classifier["classifier.auc"], serde_json::json!(0.9));
     }
 
     #[test]

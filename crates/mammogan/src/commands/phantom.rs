@@ -115,7 +115,18 @@ pub fn run(args: Args, progress: &Progress) -> Result<()> {
     let mut params = PhantomParams { cases: args.cases, seed: args.seed, ..Default::default() };
     args.params.apply(&mut params);
     let summary = write(&args.out, &params, args.format.into(), progress)?;
-    println!("wrote {} synthetic mammograms to {} ({summary:?})", args.cases, args.out.display());
+    print!(
+        "wrote {} synthetic mammograms to {}: {} malignant, {} benign, {} normal",
+        summary.images,
+        args.out.display(),
+        summary.malignant,
+        summary.benign,
+        summary.normal
+    );
+    if summary.skipped_normal > 0 {
+        print!(" ({} normal cases left out: the layout has none)", summary.skipped_normal);
+    }
+    println!();
     Ok(())
 }
 
