@@ -192,11 +192,27 @@ impl<R: Read + Seek> Walker<'_, R> {
                             self.fits(len, tag)?; // an item's elements follow; walk into them
                         }
                     }
-                    0xE0DD => {
-                        fragments = false;
-                        depth = depth.saturating_sub(1);
+                    0xE00D | 0xE0DD => {
+                        // Delimiters carry no value; a parser that believes a non-zero length reads it.
+                        if len != 0 {
+                            return Err(format!(
+                                "delimiter (FFFE,{:04X}) at byte {} declares {len} bytes (corrupt file)",
+                                tag.1,
+                                self.pos - 8
+                            ));
+                        }
+                        if tag.1 == 0xE0DD {
+                            fragments = false;
+                            depth = depth.saturating_sub(1);
+                        }
                     }
-                    _ => {}
+                    _ => {
+                        return Err(format!(
+                            "unknown element (FFFE,{:04X}) at byte {} (corrupt file)",
+                            tag.1,
+                            self.pos - 8
+                        ));
+                    }
                 }
                 continue;
             }
