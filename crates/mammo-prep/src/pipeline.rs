@@ -123,16 +123,16 @@ fn process_all(
             });
         }
     });
-    // The first error in input order, so the message does not depend on thread timing.
-    slots
-        .into_iter()
-        .map_while(|m| m.into_inner().unwrap())
-        .collect::<Result<Vec<_>>>()
-        .and_then(|v| if v.len() == cases.len() { Ok(v) } else { unreachable_gap(cases, v.len()) })
-}
-
-fn unreachable_gap(cases: &[Case], at: usize) -> Result<Vec<CaseOutput>> {
-    Err(PrepError::invalid(&cases[at].image, "not processed (an earlier worker stopped)"))
+    // The first error in input order, so the message does not depend on thread timing. Workers take
+    // cases in order and finish what they take, so every case before a failed one was processed.
+    let mut out = Vec::with_capacity(cases.len());
+    for (i, slot) in slots.into_iter().enumerate() {
+        match slot.into_inner().unwrap() {
+            Some(result) => out.push(result?),
+            None => unreachable!("case {i} skipped although no earlier case failed"),
+        }
+    }
+    Ok(out)
 }
 
 fn prepare_case(case: &Case, index: usize, params: &PrepParams) -> Result<CaseOutput> {
