@@ -23,7 +23,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use super::{Case, Label, Lesion, MaskSource, col, open_csv};
+use super::{Case, Label, Lesion, MaskSource, col, find_table, open_csv};
 use crate::error::{IoError, Result};
 use crate::image::{Laterality, View};
 
@@ -42,7 +42,7 @@ struct DicomName {
 }
 
 pub(super) fn load(dir: &Path) -> Result<Vec<Case>> {
-    let table = find_table(dir)?;
+    let table = find_table(dir, TABLE, "the INbreast table, with AllDICOMs/ and AllXML/ beside it")?;
     let dicom_dir = dir.join(DICOMS);
     if !dicom_dir.is_dir() {
         return Err(IoError::format(&dicom_dir, "not found (INbreast keeps its images in AllDICOMs/)"));
@@ -112,23 +112,6 @@ pub(super) fn load(dir: &Path) -> Result<Vec<Case>> {
         cases.push(Case { image: dicom.path.clone(), patient, label, lesions, laterality, view, spacing_mm: None });
     }
     Ok(cases)
-}
-
-/// `INbreast.csv`, or else the only `*.csv` of the directory.
-fn find_table(dir: &Path) -> Result<PathBuf> {
-    let preferred = dir.join(TABLE);
-    if preferred.is_file() {
-        return Ok(preferred);
-    }
-    let entries = std::fs::read_dir(dir).map_err(|e| IoError::io(dir, e))?;
-    let mut csvs: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")))
-        .collect();
-    if csvs.len() == 1 {
-        return Ok(csvs.remove(0));
-    }
-    Err(IoError::format(&preferred, "not found (the INbreast table, with AllDICOMs/ and AllXML/ beside it)"))
 }
 
 /// `AllDICOMs/*.dcm` by File Name (the first `_` field of the name).

@@ -177,6 +177,32 @@ pub(crate) fn col<'a>(headers: &csv::StringRecord, row: &'a csv::StringRecord, n
     headers.iter().position(|h| h == name).and_then(|i| row.get(i)).map(str::trim).unwrap_or("")
 }
 
+/// The layout's table: `preferred` in `dir`, or else the only `*.csv` there. `what` describes the table
+/// for the error when there is none.
+pub(crate) fn find_table(dir: &Path, preferred: &str, what: &str) -> Result<PathBuf> {
+    let path = dir.join(preferred);
+    if path.is_file() {
+        return Ok(path);
+    }
+    let entries = std::fs::read_dir(dir).map_err(|e| IoError::io(dir, e))?;
+    let mut csvs: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")))
+        .collect();
+    csvs.sort();
+    match csvs.len() {
+        1 => Ok(csvs.remove(0)),
+        0 => Err(IoError::format(&path, format!("not found, nor any other *.csv ({what})"))),
+        n => Err(IoError::format(
+            dir,
+            format!(
+                "no {preferred} and {n} other *.csv files ({}): name the table {preferred}",
+                csvs.iter().filter_map(|p| p.file_name()).map(|n| n.to_string_lossy()).collect::<Vec<_>>().join(", ")
+            ),
+        )),
+    }
+}
+
 /// Checks a referenced file exists, with an error naming both the table and the file.
 pub(crate) fn existing(table: &Path, file: PathBuf) -> Result<PathBuf> {
     if file.is_file() {

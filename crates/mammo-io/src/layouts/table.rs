@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::{Case, Label, Lesion, MaskSource, col, existing, open_csv};
+use super::{Case, Label, Lesion, MaskSource, col, existing, find_table, open_csv};
 use crate::error::{IoError, Result};
 use crate::image::{Laterality, View};
 
@@ -22,7 +22,7 @@ use crate::image::{Laterality, View};
 const TABLE_NAME: &str = "dataset.csv";
 
 pub(super) fn load(dir: &Path) -> Result<Vec<Case>> {
-    let table = find_table(dir)?;
+    let table = find_table(dir, TABLE_NAME, "a table with columns path,label,patient_id")?;
     let base = table.parent().unwrap_or(dir).to_path_buf();
     let (headers, rows) = open_csv(&table, b',', &["path", "label", "patient_id"])?;
     let has = |name: &str| headers.iter().any(|h| h == name);
@@ -94,34 +94,6 @@ pub(super) fn load(dir: &Path) -> Result<Vec<Case>> {
         }
     }
     Ok(cases.into_values().collect())
-}
-
-/// `dataset.csv`, or else the only `*.csv` of the directory.
-fn find_table(dir: &Path) -> Result<PathBuf> {
-    let preferred = dir.join(TABLE_NAME);
-    if preferred.is_file() {
-        return Ok(preferred);
-    }
-    let entries = std::fs::read_dir(dir).map_err(|e| IoError::io(dir, e))?;
-    let mut csvs: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")))
-        .collect();
-    csvs.sort();
-    match csvs.len() {
-        1 => Ok(csvs.remove(0)),
-        0 => Err(IoError::format(
-            dir,
-            format!("no {TABLE_NAME} (nor any other *.csv) with columns path,label,patient_id"),
-        )),
-        n => Err(IoError::format(
-            dir,
-            format!(
-                "no {TABLE_NAME} and {n} other *.csv files ({}): name the table {TABLE_NAME}",
-                csvs.iter().filter_map(|p| p.file_name()).map(|n| n.to_string_lossy()).collect::<Vec<_>>().join(", ")
-            ),
-        )),
-    }
 }
 
 /// An optional column parsed with `parse`: empty is `None`, an unknown value an error.
