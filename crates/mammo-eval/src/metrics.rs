@@ -94,6 +94,7 @@ pub fn flatten_metrics(
     classifier: Option<&ClassifierMetrics>,
     attribution: Option<&MapMetrics>,
     saliency: Option<&MapMetrics>,
+    form_only: Option<&MapMetrics>,
 ) -> Map<String, Value> {
     let mut out = Map::new();
     // Going through serde keeps the key list in one place (the struct) instead of repeating it here.
@@ -102,6 +103,7 @@ pub fn flatten_metrics(
         ("classifier", serde_json::to_value(classifier.copied().unwrap_or_default()), classifier.is_some()),
         ("attribution", serde_json::to_value(attribution.copied().unwrap_or_default()), attribution.is_some()),
         ("saliency", serde_json::to_value(saliency.copied().unwrap_or_default()), saliency.is_some()),
+        ("form_only", serde_json::to_value(form_only.copied().unwrap_or_default()), form_only.is_some()),
     ];
     for (prefix, value, present) in records {
         let Ok(Value::Object(fields)) = value else { unreachable!("the metrics records serialise to objects") };
@@ -151,7 +153,7 @@ mod tests {
             n_neg: 20,
         };
         let m = map_metrics();
-        let flat = flatten_metrics(Some(&c), Some(&m), Some(&m));
+        let flat = flatten_metrics(Some(&c), Some(&m), Some(&m), Some(&m));
         for key in [
             "classifier.auc",
             "classifier.auc_ci95",
@@ -168,14 +170,16 @@ mod tests {
             "saliency.pointing_game",
             "saliency.energy_in_mask",
             "saliency.counterfactual_drop",
+            "form_only.pxap",
+            "form_only.ncc",
         ] {
             assert!(flat.contains_key(key), "missing {key}");
         }
         assert_eq!(flat["classifier.auc_ci95"], serde_json::json!([0.85, 0.95]));
         assert_eq!(flat["attribution.pointing_game"], serde_json::json!(0.75));
         assert_eq!(flat["saliency.counterfactual_drop"], Value::Null);
-        assert_eq!(flat.len(), 7 + 6 + 6);
-        let only_classifier = flatten_metrics(Some(&c), None, None);
+        assert_eq!(flat.len(), 7 + 6 + 6 + 6);
+        let only_classifier = flatten_metrics(Some(&c), None, None, None);
         assert_eq!(only_classifier.len(), flat.len(), "absent records keep their keys");
         assert_eq!(only_classifier["attribution.pxap"], Value::Null);
         assert_eq!(only_classifier["saliency.n"], Value::Null);

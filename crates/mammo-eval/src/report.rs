@@ -97,6 +97,9 @@ pub struct Report {
     pub attribution: Option<MapMetrics>,
     /// Metrics of the saliency baseline's maps.
     pub saliency: Option<MapMetrics>,
+    /// Metrics of the map the generator's form alone gives (a deletion map with its gate on
+    /// everywhere), when it has such a form.
+    pub form_only: Option<MapMetrics>,
     /// Training curves, one chart per metric family.
     pub charts: Vec<Chart>,
     /// Gallery sections, e.g. best and worst patches.
@@ -154,7 +157,7 @@ pub fn render_report(report: &Report) -> String {
     }
     if report.attribution.is_some() || report.saliency.is_some() {
         nav.push(("maps", "Maps"));
-        maps_section(&mut body, report.attribution.as_ref(), report.saliency.as_ref());
+        maps_section(&mut body, report.attribution.as_ref(), report.saliency.as_ref(), report.form_only.as_ref());
     }
     if !report.charts.is_empty() {
         nav.push(("training", "Training curves"));
@@ -221,16 +224,26 @@ fn classifier_section(out: &mut String, report: &Report) {
     out.push_str("</div>\n</section>\n");
 }
 
-/// The map metrics, attribution and saliency side by side.
-fn maps_section(out: &mut String, attribution: Option<&MapMetrics>, saliency: Option<&MapMetrics>) {
-    let columns: Vec<(&str, &MapMetrics)> = [("Attribution |m|", attribution), ("Saliency baseline", saliency)]
-        .into_iter()
-        .filter_map(|(n, m)| Some((n, m?)))
-        .collect();
+/// The map metrics, attribution and its baselines side by side.
+fn maps_section(
+    out: &mut String,
+    attribution: Option<&MapMetrics>,
+    saliency: Option<&MapMetrics>,
+    form_only: Option<&MapMetrics>,
+) {
+    let columns: Vec<(&str, &MapMetrics)> = [
+        ("Attribution |m|", attribution),
+        ("Saliency baseline", saliency),
+        ("Map form only (untrained gate)", form_only),
+    ]
+    .into_iter()
+    .filter_map(|(n, m)| Some((n, m?)))
+    .collect();
     out.push_str("<section id=\"maps\">\n<h2>Attribution maps</h2>\n");
     out.push_str(
         "<p class=\"note\">Agreement of each kind of map with the ground-truth mask on the test patches. \
-         PxAP is computed inside the breast only, over all patches pooled.</p>\n<table>\n<tr><th>metric</th>",
+         PxAP is computed inside the breast only, over all patches pooled. \"Map form only\" is the \
+         deletion map with its gate on everywhere: what the attribution map gets before any training.</p>\n<table>\n<tr><th>metric</th>",
     );
     for (name, _) in &columns {
         let _ = write!(out, "<th class=\"num\">{name}</th>");

@@ -204,6 +204,7 @@ fn render_sample_report() {
         roc_curve: roc_curve(&test_scores, &test_labels),
         attribution: Some(attribution),
         saliency: Some(saliency),
+        form_only: None,
         charts: Chart::group_by_family(training_series(&mut rng)),
         gallery: vec![
             GallerySection {
@@ -226,7 +227,7 @@ fn render_sample_report() {
     assert_eq!(html.matches("<figure").count(), 1 + 3, "ROC + one chart per family");
     assert_eq!(html.matches("<img ").count(), 2 * 3 * 4);
 
-    let flat = flatten_metrics(Some(&classifier), Some(&attribution), Some(&saliency));
+    let flat = flatten_metrics(Some(&classifier), Some(&attribution), Some(&saliency), None);
     assert!(flat["saliency.counterfactual_drop"].is_null());
 
     let path = std::env::temp_dir().join("sample_report.html");

@@ -31,7 +31,8 @@ impl Augment {
 
     /// Augments one square patch of side `size` in place. Draws a fixed number of values from `rng`
     /// whatever the switches, so turning one augmentation off does not shift the others' draws.
-    pub fn apply(&self, patch: &mut [f32], size: usize, rng: &mut impl Rng) {
+    /// Returns the symmetry it applied, for the patch's mask.
+    pub fn apply(&self, patch: &mut [f32], size: usize, rng: &mut impl Rng) -> Geometry {
         debug_assert_eq!(patch.len(), size * size);
         let flip_h = rng.random::<bool>();
         let flip_v = rng.random::<bool>();
@@ -50,6 +51,7 @@ impl Augment {
                 *v = ((*v - mean) * gain + mean + offset).clamp(0.0, 1.0);
             }
         }
+        geometry
     }
 }
 

@@ -101,14 +101,16 @@ pub struct TrainConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TrainSection {
-    /// Optimisation steps per model (one step = one batch; for the GAN, one generator update).
-    /// Default 150. `classifier.steps` / `attribution.steps` override it per model.
-    pub steps: u64,
+    /// Optimisation steps for every model (one step = one batch; for the GAN, one generator update).
+    /// Default: unset, so each model takes its own default (`classifier.steps` 1500,
+    /// `attribution.steps` 150, what the quickstart needs on 2 cores). A model's own `steps` wins.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub steps: Option<u64>,
     /// The seed every random draw derives from (initialisation, batches, augmentation). Default 42.
     pub seed: u64,
     /// Patches per batch. Default 32.
     pub batch_size: usize,
-    /// Adam learning rate of the classifier (unless `classifier.lr` is set). Default 0.001.
+    /// Adam learning rate of the classifier (unless `classifier.lr` is set). Default 0.003.
     pub lr: f64,
     /// Report scalars every this many steps. Default 10.
     pub log_every: u64,
@@ -127,10 +129,10 @@ pub struct TrainSection {
 impl Default for TrainSection {
     fn default() -> Self {
         TrainSection {
-            steps: 150,
+            steps: None,
             seed: 42,
             batch_size: 32,
-            lr: 1e-3,
+            lr: 3e-3,
             log_every: 10,
             image_every: 50,
             checkpoint_every: 50,
@@ -161,7 +163,7 @@ impl Default for DataSection {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClassifierConfig {
-    /// Steps for this model, overriding `train.steps`. Default: unset.
+    /// Steps for this model, overriding `train.steps`. Default: unset (then `train.steps`, else 1500).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub steps: Option<u64>,
     /// Learning rate for this model, overriding `train.lr`. Default: unset.
@@ -171,6 +173,24 @@ pub struct ClassifierConfig {
     pub channels: usize,
     /// Residual stages, each halving the resolution. Default 3 (64 px -> 8 px).
     pub blocks: usize,
+    /// Convolutions at full resolution before the first stage. Default 1.
+    pub stem_convs: usize,
+    /// Feed the network the patch's high-pass residual (each pixel minus its 3x3 local mean) instead of
+    /// the patch: a rough pre-whitening that hides the low-frequency tissue texture. Default true.
+    pub highpass: bool,
+    /// Learning-rate schedule: `"constant"` or `"cosine"` (linear warm-up over the first 5 % of the
+    /// steps, then a cosine decay to 0). Default `"cosine"`.
+    pub schedule: Schedule,
+    /// Weight of the auxiliary mask loss: a 1x1 head on stage `aux_stage` predicts, per cell, the
+    /// fraction of lesion and of malignancy-feature pixels (binary cross-entropy against the patches'
+    /// masks). Dense supervision of where the features are; the head is not used at inference. A
+    /// plane the data cannot vouch for (a malignant patch without an outline or a feature mask) is
+    /// left out of the loss. On the phantom, with the high-pass input, it took the held-out AUC from
+    /// chance to about 0.97 within 1000 steps. 0 = off. Default 1.0.
+    pub aux_weight: f64,
+    /// The stage (0-based) whose output the auxiliary head reads. Default 1 (a quarter of the patch
+    /// side: 16 x 16 cells for 64 px).
+    pub aux_stage: usize,
     /// Decoupled (AdamW-style) weight decay. Default 0.0001.
     pub weight_decay: f64,
     /// Random horizontal and vertical flips. Default true.
@@ -190,6 +210,11 @@ impl Default for ClassifierConfig {
             lr: None,
             channels: 8,
             blocks: 3,
+            stem_convs: 1,
+            highpass: true,
+            schedule: Schedule::Cosine,
+            aux_weight: 1.0,
+            aux_stage: 1,
             weight_decay: 1e-4,
             flip: true,
             rotate90: true,
@@ -197,6 +222,46 @@ impl Default for ClassifierConfig {
             contrast_jitter: 0.1,
         }
     }
+}
+
+/// How a learning rate changes over the steps of a training.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Schedule {
+    /// The same rate throughout.
+    Constant,
+    /// Linear warm-up over the first 5 % of the steps, then a half cosine down to 0 at the last step.
+    Cosine,
+}
+
+impl Schedule {
+    /// The rate at `step` (0-based) of `total`, for a base rate `lr`.
+    pub fn at(self, lr: f64, step: u64, total: u64) -> f64 {
+        match self {
+            Schedule::Constant => lr,
+            Schedule::Cosine => {
+                let total = total.max(1) as f64;
+                let warmup = (0.05 * total).ceil().max(1.0);
+                let s = step as f64;
+                if s < warmup {
+                    lr * (s + 1.0) / warmup
+                } else {
+                    let t = ((s - warmup) / (total - warmup).max(1.0)).min(1.0);
+                    lr * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())
+                }
+            }
+        }
+    }
+}
+
+/// The form of the attribution GAN's map (see `model/unet.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MapForm {
+    /// m = map_scale * tanh(.): any change.
+    Free,
+    /// m = -g * max(x - blur(x), 0): a gated deletion of dense fine structure.
+    Deletion,
 }
 
 /// The class whose appearance the attribution GAN makes malignant patches take on.
@@ -234,21 +299,29 @@ pub enum GanLoss {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AttributionConfig {
-    /// Generator steps for this model, overriding `train.steps`. Default: unset.
+    /// Generator steps for this model, overriding `train.steps`. Default: unset (then `train.steps`,
+    /// else 150).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub steps: Option<u64>,
     /// Channels of the U-Net's first level; each level doubles them. Default 8.
     pub gen_channels: usize,
     /// U-Net levels (resolution halves depth-1 times). Default 3.
     pub gen_depth: usize,
-    /// Channels of the critic's first layer; each level doubles them. Default 8.
+    /// Start the critic from the run's trained classifier (its network and weights, scoring minus its
+    /// logit) when `RUN/model/` has one for these patches; else, or when false, the critic is
+    /// spectrally normalised and starts from scratch (`critic_channels`, `critic_depth`,
+    /// `power_iterations`). Default true.
+    pub critic_from_classifier: bool,
+    /// Channels of the spectrally normalised critic's first layer; each level doubles them. Default 8.
     pub critic_channels: usize,
     /// Stride-2 levels of the critic. Default 3.
     pub critic_depth: usize,
-    /// Adam learning rate of the generator. Default 0.001.
+    /// Adam learning rate of the generator. Default 0.003 (a deletion gate has to move from its 0.5
+    /// start within the quickstart's 150 steps).
     pub lr_g: f64,
-    /// Adam learning rate of the critic: twice the generator's, so one critic update per step keeps
-    /// up (the two time-scale rule, Heusel et al. 2017). Default 0.002.
+    /// Adam learning rate of the critic. Default 0.002 (a critic started from the trained classifier
+    /// needs no faster rate than the generator to keep up; from scratch, use about twice the
+    /// generator's: the two time-scale rule, Heusel et al. 2017).
     pub lr_c: f64,
     /// Adam beta1 of both (GANs train better with little momentum). Default 0.5.
     pub beta1: f64,
@@ -257,10 +330,22 @@ pub struct AttributionConfig {
     /// Critic updates per generator update. Default 1 (enough with spectral normalisation and the
     /// faster critic learning rate on the phantom; 2-5 for harder data, at proportional cost).
     pub n_critic: u64,
-    /// Weight of the mean |m| penalty that keeps the map minimal. Default 2.0.
+    /// Weight of the mean |m| penalty (of the gate g, for deletion maps) that keeps the map minimal.
+    /// Default 6.0.
     pub l1_weight: f64,
-    /// Bound of the map: m = map_scale * tanh(.). Default 1.0 (the full intensity range).
+    /// The form of the map: `"deletion"` (default; m = -g * max(x - blur(x), 0), a gate g in [0, 1]
+    /// that takes out density above the local background, so the map can only remove dense fine
+    /// structure; the L1 penalty is on g) or `"free"` (m = map_scale * tanh(.), any change, as in the paper; the L1 penalty is on
+    /// m). See `model/unet.rs` for why deletion is the default.
+    pub map_form: MapForm,
+    /// The deletion map's Gaussian blur, in pixels: the scale of what counts as fine structure above
+    /// the local background. Default 1.5 (spicules are 1-3 px wide at 0.4 mm).
+    pub blur_sigma: f64,
+    /// Bound of a free map: m = map_scale * tanh(.). Default 1.0 (the full intensity range).
     pub map_scale: f64,
+    /// Smooth m with a 3x3 binomial filter (the generator's last operation): no pixel-scale
+    /// stripes or checkerboards, which fool a critic without meaning anything. Default true.
+    pub map_smooth: bool,
     /// The class x + m must pass as: `"benign"` (default) or `"normal"`.
     pub reference: Reference,
     /// `"hinge"` (default) or `"wasserstein"`.
@@ -269,6 +354,9 @@ pub struct AttributionConfig {
     pub power_iterations: usize,
     /// Divergence guard: stop with an error if |critic loss| exceeds this. Default 10000.
     pub critic_loss_bound: f64,
+    /// The critic sees every patch (real or generated) cut to a random window this many pixels smaller
+    /// than the patch, so a map cannot fool it with patterns at fixed positions. 0 = off. Default 8.
+    pub critic_crop: usize,
     /// Random flips and 90-degree rotations of both classes (no intensity jitter: intensity is
     /// what the map may change). Default true.
     pub augment: bool,
@@ -280,19 +368,24 @@ impl Default for AttributionConfig {
             steps: None,
             gen_channels: 8,
             gen_depth: 3,
+            critic_from_classifier: true,
             critic_channels: 8,
             critic_depth: 3,
-            lr_g: 1e-3,
+            lr_g: 3e-3,
             lr_c: 2e-3,
             beta1: 0.5,
             beta2: 0.9,
             n_critic: 1,
-            l1_weight: 2.0,
+            l1_weight: 6.0,
+            map_form: MapForm::Deletion,
+            blur_sigma: 1.5,
             map_scale: 1.0,
+            map_smooth: true,
             reference: Reference::Benign,
             loss: GanLoss::Hinge,
             power_iterations: 1,
             critic_loss_bound: 1e4,
+            critic_crop: 8,
             augment: true,
         }
     }
@@ -300,8 +393,17 @@ impl Default for AttributionConfig {
 
 /// Keys whose default is "unset", so they do not appear in a serialized default config; with the TOML
 /// type their value must have.
-const OPTIONAL_KEYS: &[(&str, &str)] =
-    &[("classifier.steps", "integer"), ("classifier.lr", "float"), ("attribution.steps", "integer")];
+const OPTIONAL_KEYS: &[(&str, &str)] = &[
+    ("train.steps", "integer"),
+    ("classifier.steps", "integer"),
+    ("classifier.lr", "float"),
+    ("attribution.steps", "integer"),
+];
+
+/// Classifier steps when neither `classifier.steps` nor `train.steps` is set.
+pub const DEFAULT_CLASSIFIER_STEPS: u64 = 1500;
+/// Attribution GAN generator steps when neither `attribution.steps` nor `train.steps` is set.
+pub const DEFAULT_ATTRIBUTION_STEPS: u64 = 150;
 
 impl TrainConfig {
     /// Reads a TOML file. Keys it leaves out keep their defaults; unknown keys and ill-typed values are
@@ -428,7 +530,7 @@ impl TrainConfig {
         let c = &self.classifier;
         let a = &self.attribution;
         match key {
-            "train.steps" => positive(t.steps),
+            "train.steps" => t.steps.map_or(Ok(()), positive),
             "train.batch_size" => positive(t.batch_size as u64),
             "train.lr" => finite_pos(t.lr),
             "train.log_every" => positive(t.log_every),
@@ -436,7 +538,15 @@ impl TrainConfig {
             "classifier.lr" => c.lr.map_or(Ok(()), finite_pos),
             "classifier.channels" => positive(c.channels as u64),
             "classifier.blocks" => positive(c.blocks as u64),
+            "classifier.stem_convs" => positive(c.stem_convs as u64),
             "classifier.weight_decay" => in_unit(c.weight_decay),
+            "classifier.aux_weight" => {
+                if c.aux_weight.is_finite() && c.aux_weight >= 0.0 {
+                    Ok(())
+                } else {
+                    Err(ConfigError::invalid(key, format!("must be >= 0, got {}", c.aux_weight)))
+                }
+            }
             "classifier.intensity_jitter" => in_unit(c.intensity_jitter),
             "classifier.contrast_jitter" => in_unit(c.contrast_jitter),
             "attribution.steps" => a.steps.map_or(Ok(()), positive),
@@ -457,6 +567,7 @@ impl TrainConfig {
                 }
             }
             "attribution.map_scale" => finite_pos(a.map_scale),
+            "attribution.blur_sigma" => finite_pos(a.blur_sigma),
             "attribution.power_iterations" => positive(a.power_iterations as u64),
             "attribution.critic_loss_bound" => finite_pos(a.critic_loss_bound),
             "data.split" => match self.data.split.as_str() {
@@ -478,9 +589,9 @@ impl TrainConfig {
         }
     }
 
-    /// Steps of the classifier (its override or `train.steps`).
+    /// Steps of the classifier (its own, else `train.steps`, else [`DEFAULT_CLASSIFIER_STEPS`]).
     pub fn classifier_steps(&self) -> u64 {
-        self.classifier.steps.unwrap_or(self.train.steps)
+        self.classifier.steps.or(self.train.steps).unwrap_or(DEFAULT_CLASSIFIER_STEPS)
     }
 
     /// Learning rate of the classifier (its override or `train.lr`).
@@ -488,9 +599,10 @@ impl TrainConfig {
         self.classifier.lr.unwrap_or(self.train.lr)
     }
 
-    /// Generator steps of the attribution GAN (its override or `train.steps`).
+    /// Generator steps of the attribution GAN (its own, else `train.steps`, else
+    /// [`DEFAULT_ATTRIBUTION_STEPS`]).
     pub fn attribution_steps(&self) -> u64 {
-        self.attribution.steps.unwrap_or(self.train.steps)
+        self.attribution.steps.or(self.train.steps).unwrap_or(DEFAULT_ATTRIBUTION_STEPS)
     }
 }
 
@@ -605,7 +717,7 @@ mod tests {
         c.set("attribution.reference", "normal").unwrap();
         c.set("attribution.l1_weight", "5").unwrap();
         c.set("data.negatives", "benign,normal").unwrap();
-        assert_eq!(c.train.steps, 20);
+        assert_eq!(c.train.steps, Some(20));
         assert_eq!(c.train.seed, 7);
         assert_eq!(c.train.batch_size, 4);
         assert_eq!(c.train.lr, 0.01);
@@ -654,7 +766,7 @@ mod tests {
         assert!(err.contains("config.toml") && err.contains("attribution.ncritic"), "{err}");
         std::fs::write(&path, "[train]\nsteps = 5\n").unwrap();
         let c = TrainConfig::from_toml_file(&path).unwrap();
-        assert_eq!(c.train.steps, 5);
+        assert_eq!(c.train.steps, Some(5));
         assert_eq!(c.train.seed, 42);
     }
 }

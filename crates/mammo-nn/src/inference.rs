@@ -126,6 +126,20 @@ impl Models {
         Ok(self.chunked(patches, |c, k| to_vec(generator.forward(to_tensor(c.to_vec(), k, size, &plain)))))
     }
 
+    /// The map the attribution generator's form alone gives ([`MapGenerator::form_only`]), when it has
+    /// a deletion form: the baseline that shows what training added. `None` without such a generator.
+    pub fn form_only_maps(&self, patches: &[f32]) -> Result<Option<Vec<f32>>> {
+        self.count(patches)?;
+        let Some(generator) = self.generator.as_ref().filter(|g| g.is_deletion()) else {
+            return Ok(None);
+        };
+        let plain = self.device.clone().inner();
+        let size = self.info.patch_size;
+        Ok(Some(self.chunked(patches, |c, k| {
+            to_vec(generator.form_only(to_tensor(c.to_vec(), k, size, &plain)).expect("a deletion generator"))
+        })))
+    }
+
     /// |d logit / d x| of each patch: the gradient-saliency baseline (same layout as the input).
     pub fn saliency(&self, patches: &[f32]) -> Result<Vec<f32>> {
         self.count(patches)?;

@@ -4,6 +4,8 @@
 
 use burn::module::Module;
 use burn::tensor::activation::relu;
+use burn::tensor::module::avg_pool2d;
+use burn::tensor::ops::AvgPoolOptions;
 use burn::tensor::{Device, Tensor};
 
 use super::layers::{Conv, ConvNormAct, GroupNorm, Init, global_mean};
@@ -11,6 +13,10 @@ use crate::config::ClassifierConfig;
 
 /// The model's name: its random streams, parameter ids, checkpoint directory and file.
 pub const CLASSIFIER: &str = "classifier";
+
+/// The mask bits the auxiliary head predicts: the lesion, then the malignancy features.
+pub const AUX_MASK_BITS: [u8; 2] = [crate::data::MASK_LESION, crate::data::MASK_MALIGNANCY];
+const AUX_BITS: usize = AUX_MASK_BITS.len();
 
 /// Two 3x3 convolutions with a shortcut; the first may halve the resolution.
 #[derive(Module, Debug)]
@@ -50,9 +56,16 @@ impl ResBlock {
 /// average pooling and a 1x1 convolution to one logit.
 #[derive(Module, Debug)]
 pub struct Classifier {
-    stem: ConvNormAct,
+    stem: Vec<ConvNormAct>,
     stages: Vec<ResBlock>,
     head: Conv,
+    /// Whether the network sees the input's high-pass residual ([`highpass`]) instead of the input.
+    highpass: bool,
+    /// The auxiliary mask head (a 1x1 convolution on the output of stage `aux_stage`), when trained
+    /// with one: per cell, logits of the lesion and malignancy-feature fractions. Training only.
+    aux: Option<Conv>,
+    /// Which stage the auxiliary head reads.
+    aux_stage: usize,
 }
 
 impl Classifier {
@@ -60,22 +73,46 @@ impl Classifier {
     pub fn new(config: &ClassifierConfig, seed: u64, device: &Device) -> Self {
         let init = Init { seed, model: CLASSIFIER, device };
         let c = config.channels;
-        let stem = ConvNormAct::new(&init, "stem", 1, c, 1);
+        let c_in = 1;
+        let stem = (0..config.stem_convs.max(1))
+            .map(|i| ConvNormAct::new(&init, &format!("stem.{i}"), if i == 0 { c_in } else { c }, c, 1))
+            .collect();
         let stages =
             (0..config.blocks).map(|b| ResBlock::new(&init, &format!("stages.{b}"), c << b, c << (b + 1), 2)).collect();
         let head = Conv::new(&init, "head", c << config.blocks, 1, 1, 1, 1.0);
-        Classifier { stem, stages, head }
+        let aux_stage = config.aux_stage.min(config.blocks - 1);
+        let aux = (config.aux_weight > 0.0).then(|| Conv::new(&init, "aux", c << (aux_stage + 1), AUX_BITS, 1, 1, 1.0));
+        Classifier { stem, stages, head, highpass: config.highpass, aux, aux_stage }
+    }
+
+    /// How many input pixels one cell of the auxiliary output covers along each side.
+    pub fn aux_factor(&self) -> usize {
+        1 << (self.aux_stage + 1)
     }
 
     /// `[n, 1, S, S]` intensities in [0, 1] -> `[n]` logits.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<1> {
+        self.forward_with_aux(x, false).0
+    }
+
+    /// The logits and, if asked for and the model has the head, the auxiliary mask logits
+    /// `[n, AUX_BITS, S / f, S / f]` with `f` = [`Classifier::aux_factor`].
+    pub fn forward_with_aux(&self, x: Tensor<4>, want_aux: bool) -> (Tensor<1>, Option<Tensor<4>>) {
         // Centre the input on 0 so the first layer starts in the linear range of its activation.
-        let mut h = self.stem.forward(x.mul_scalar(2.0).sub_scalar(1.0));
-        for stage in &self.stages {
+        let mut h = if self.highpass { highpass(x) } else { x.mul_scalar(2.0).sub_scalar(1.0) };
+        for unit in &self.stem {
+            h = unit.forward(h);
+        }
+        let mut aux = None;
+        for (i, stage) in self.stages.iter().enumerate() {
             h = stage.forward(h);
+            if want_aux && i == self.aux_stage {
+                aux = self.aux.as_ref().map(|head| head.forward(h.clone()));
+            }
         }
         let n = h.dims()[0];
-        self.head.forward(global_mean(h)).reshape([n])
+        let logits = self.head.forward(global_mean(h)).reshape([n]);
+        (logits, aux)
     }
 
     /// |d logit / d x| for each pixel: the plain gradient-saliency baseline the attribution maps are
@@ -88,3 +125,23 @@ impl Classifier {
         x.grad(&grads).expect("the input requires a gradient").abs()
     }
 }
+
+/// `[n, 1, S, S]` intensities -> their high-pass residual: each pixel minus the mean of its 3x3
+/// neighbourhood, amplified to about the spread of the centred input.
+///
+/// Mammographic tissue texture has most of its power at low frequencies (P(k) ~ 1/k^3), the
+/// malignancy features (thin spicules, a margin's sharpness and shape) at high ones. A network that
+/// sees the raw intensities spends its first thousands of steps learning to ignore the texture; on the
+/// residual (a rough pre-whitening) the features stand out from the start. On the default phantom the
+/// classifier's held-out AUC after 600 steps went from chance to above 0.9 with this alone (and the
+/// auxiliary mask loss).
+pub fn highpass(x: Tensor<4>) -> Tensor<4> {
+    let local = avg_pool2d(
+        x.clone(),
+        AvgPoolOptions::new([3, 3]).with_stride([1, 1]).with_padding([1, 1]).with_count_include_pad(false),
+    );
+    (x - local).mul_scalar(HIGHPASS_GAIN)
+}
+
+/// Scales the high-pass residual (about 0.01 on phantom patches) to about the centred input's spread.
+const HIGHPASS_GAIN: f32 = 40.0;

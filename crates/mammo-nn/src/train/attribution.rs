@@ -16,10 +16,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
-use burn::tensor::Device;
-use burn::tensor::activation::relu;
+use burn::tensor::activation::{relu, softplus};
+use burn::tensor::{Device, Tensor};
 use mammo_io::layouts::Label;
 use mammo_prep::split::Split;
+use rand::Rng;
 
 use super::{
     Trained, check_loss, check_resumable, check_weights, config_fingerprint, draw_batch, due, examples, split_patches,
@@ -30,8 +31,8 @@ use crate::checkpoint::{self, CHECKPOINT_FORMAT_VERSION, CheckpointState};
 use crate::config::{GanLoss, TrainConfig};
 use crate::data::{PatchData, parse_split};
 use crate::error::{NnError, Result};
-use crate::export::{Slot, export};
-use crate::model::{Critic, MapGenerator};
+use crate::export::{MODEL_DIR, ModelInfo, Slot, export, model_json_path};
+use crate::model::{Classifier, Critic, MapGenerator};
 use crate::observer::{Outcome, TrainObserver};
 use crate::rng::stream;
 
@@ -91,8 +92,17 @@ pub fn train_attribution(
     }
     let total = config.attribution_steps();
     let seed = config.train.seed;
-    let fingerprint = config_fingerprint(config, Trained::Attribution);
-    let mut state = resume_or_start(run_dir, config, &fingerprint, device)?;
+    let warm = if ac.critic_from_classifier { trained_classifier(run_dir, data, device)? } else { None };
+    let mut fingerprint = config_fingerprint(config, Trained::Attribution);
+    if let Some((_, hash)) = &warm {
+        // The critic starts from these weights: another classifier could not continue this run.
+        fingerprint = format!("{fingerprint}+classifier:{hash}");
+    }
+    match &warm {
+        Some(_) => tracing::info!("{ATTRIBUTION}: the critic starts from the run's trained classifier"),
+        None => tracing::info!("{ATTRIBUTION}: the critic starts from scratch (spectrally normalised)"),
+    }
+    let mut state = resume_or_start(run_dir, config, &fingerprint, device, warm.map(|(c, _)| c))?;
     let augment = if ac.augment {
         Augment { flip: true, rotate90: true, intensity_jitter: 0.0, contrast_jitter: 0.0 }
     } else {
@@ -125,8 +135,8 @@ pub fn train_attribution(
             let x = to_tensor(draw_batch(data, &malignant, batch, &augment, &mut rng), batch, size, &plain);
             let fake = (x.clone() + generator_eval.forward(x)).autodiff();
             state.critic.power_iteration(ac.power_iterations);
-            let d_real = state.critic.forward(real);
-            let d_fake = state.critic.forward(fake);
+            let d_real = state.critic.forward(random_crops(real, ac.critic_crop, &mut rng));
+            let d_fake = state.critic.forward(random_crops(fake, ac.critic_crop, &mut rng));
             gap = (d_real.clone().mean() - d_fake.clone().mean()).into_scalar::<f32>() as f64;
             let loss = match ac.loss {
                 GanLoss::Hinge => relu(d_real.neg().add_scalar(1.0)).mean() + relu(d_fake.add_scalar(1.0)).mean(),
@@ -140,11 +150,17 @@ pub fn train_attribution(
 
         // Generator update: x + m should score as the reference class, with m as small as possible.
         let x = to_tensor(draw_batch(data, &malignant, batch, &augment, &mut rng), batch, size, device);
-        let m = state.generator.forward(x.clone());
+        let (m, cost) = state.generator.forward_with_cost(x.clone());
         // The critic's weights are constants here: gradients flow through it to m only.
         let frozen = state.critic.clone().no_grad();
-        let adversarial = frozen.forward(x + m.clone()).mean().neg();
-        let l1 = m.abs().mean();
+        let d_fake = frozen.forward(random_crops(x.clone() + m.clone(), ac.critic_crop, &mut rng));
+        let adversarial = match ac.loss {
+            // Non-saturating: -log sigmoid(D). Once x + m passes, the push stops and the L1 term pulls m
+            // back to the least change that passes, instead of pumping the score ever higher.
+            GanLoss::Hinge => softplus(d_fake.neg(), 1.0).mean(),
+            GanLoss::Wasserstein => d_fake.mean().neg(),
+        };
+        let l1 = cost.abs().mean();
         let loss = adversarial.clone() + l1.clone().mul_scalar(ac.l1_weight);
         let (adv_value, l1_value, gen_loss) = (
             adversarial.into_scalar::<f32>() as f64,
@@ -164,16 +180,13 @@ pub fn train_attribution(
         since_log += 1;
         if due(step, config.train.log_every) || step == total {
             let k = since_log as f64;
-            observer.scalars(
-                ATTRIBUTION,
-                step,
-                &[
-                    ("critic_loss", sums[0] / k),
-                    ("generator_adversarial", sums[1] / k),
-                    ("map_l1", sums[2] / k),
-                    ("critic_gap", sums[3] / k),
-                ],
-            );
+            let scalars = [
+                ("critic_loss", sums[0] / k),
+                ("generator_adversarial", sums[1] / k),
+                ("map_l1", sums[2] / k),
+                ("critic_gap", sums[3] / k),
+            ];
+            observer.scalars(ATTRIBUTION, step, &scalars);
             (sums, since_log) = ([0.0; 4], 0);
         }
         if due(step, config.train.image_every) && !shown.is_empty() {
@@ -195,15 +208,59 @@ pub fn train_attribution(
     Ok(Outcome::Completed { steps: state.step, weights_hash })
 }
 
+/// Random translations of what the critic sees (as in DiffAugment, Zhao et al. 2020): each patch is cut
+/// to its `(S - crop)`-pixel window at an offset drawn from `rng`, independently per patch; real and
+/// generated patches alike. A map can then only fool the critic with what moves with the patch's
+/// content, not with patterns at fixed positions of the critic's grid (a frame along the patch
+/// border was what a generator found first against a critic started from the classifier).
+fn random_crops(x: Tensor<4>, crop: usize, rng: &mut impl Rng) -> Tensor<4> {
+    let [n, _, s, _] = x.dims();
+    if crop == 0 || crop >= s {
+        return x;
+    }
+    let w = s - crop;
+    let windows = (0..n)
+        .map(|i| {
+            let (dy, dx) = (rng.random_range(0..=crop), rng.random_range(0..=crop));
+            x.clone().narrow(0, i, 1).narrow(2, dy, w).narrow(3, dx, w)
+        })
+        .collect();
+    Tensor::cat(windows, 0)
+}
+
 fn optimizer(config: &TrainConfig) -> ModuleOptimizer {
     let ac = &config.attribution;
     AdamConfig::new().with_beta_1(ac.beta1 as f32).with_beta_2(ac.beta2 as f32).init()
 }
 
-fn resume_or_start(run_dir: &Path, config: &TrainConfig, fingerprint: &str, device: &Device) -> Result<State> {
+/// The run's exported classifier and its weight hash, if it has one for patches of this size.
+fn trained_classifier(run_dir: &Path, data: &PatchData, device: &Device) -> Result<Option<(Classifier, String)>> {
+    if !model_json_path(run_dir).is_file() {
+        return Ok(None);
+    }
+    let info = ModelInfo::read(run_dir)?;
+    let Some(entry) = info.classifier.filter(|_| info.patch_size == data.size) else {
+        return Ok(None);
+    };
+    let mut classifier = Classifier::new(&entry.config.classifier, 0, device);
+    let path = run_dir.join(MODEL_DIR).join(&entry.file);
+    checkpoint::weights_from_bytes(&mut classifier, std::fs::read(&path).map_err(|e| NnError::io(&path, e))?, &path)?;
+    Ok(Some((classifier, entry.weights_hash)))
+}
+
+fn resume_or_start(
+    run_dir: &Path,
+    config: &TrainConfig,
+    fingerprint: &str,
+    device: &Device,
+    warm: Option<Classifier>,
+) -> Result<State> {
     device.seed(config.train.seed);
     let mut generator = MapGenerator::new(&config.attribution, config.train.seed, device);
-    let mut critic = Critic::new(&config.attribution, config.train.seed, device);
+    let mut critic = match warm {
+        Some(classifier) => Critic::from_classifier(classifier),
+        None => Critic::spectral(&config.attribution, config.train.seed, device),
+    };
     let (mut optim_g, mut optim_c) = (optimizer(config), optimizer(config));
     let Some(ckpt) = checkpoint::latest(run_dir, ATTRIBUTION)? else {
         return Ok(State { generator, critic, optim_g, optim_c, step: 0 });

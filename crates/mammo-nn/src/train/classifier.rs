@@ -12,8 +12,8 @@ use mammo_io::layouts::Label;
 use mammo_prep::split::Split;
 
 use super::{
-    Trained, check_loss, check_resumable, check_weights, config_fingerprint, draw_batch, due, examples, split_patches,
-    to_tensor, to_vec,
+    MaskedBatch, Trained, check_loss, check_resumable, check_weights, config_fingerprint, draw_batch_with_masks, due,
+    examples, split_patches, to_tensor, to_vec,
 };
 use crate::augment::Augment;
 use crate::checkpoint::{self, CHECKPOINT_FORMAT_VERSION, CheckpointState};
@@ -22,6 +22,7 @@ use crate::data::{PatchData, parse_labels, parse_split};
 use crate::error::{NnError, Result};
 use crate::export::{Slot, export};
 use crate::metrics::roc_auc;
+use crate::model::classifier::AUX_MASK_BITS;
 use crate::model::{CLASSIFIER, Classifier};
 use crate::observer::{Outcome, TrainObserver};
 use crate::rng::stream;
@@ -82,6 +83,7 @@ pub fn train_classifier(
     let shown = examples(data, &val.pool_or(&positives), IMAGE_EXAMPLES);
     let mut loss_sum = 0.0;
     let mut acc_sum = 0.0;
+    let mut aux_sum = 0.0;
     let mut since_log = 0u64;
 
     while state.step < total {
@@ -93,17 +95,35 @@ pub fn train_classifier(
         // The whole batch of step s comes from the stream of step s: half malignant, half negative.
         let mut rng = stream(seed, CLASSIFIER, "batch", s);
         let n_pos = batch.div_ceil(2);
-        let mut pixels = draw_batch(data, &positives, n_pos, &augment, &mut rng);
-        pixels.extend(draw_batch(data, &negatives, batch - n_pos, &augment, &mut rng));
+        let aux = (cc.aux_weight > 0.0).then(|| (&AUX_MASK_BITS[..], state.model.aux_factor()));
+        let mut drawn = draw_batch_with_masks(data, &positives, n_pos, &augment, &mut rng, aux);
+        let neg = draw_batch_with_masks(data, &negatives, batch - n_pos, &augment, &mut rng, aux);
+        drawn.pixels.extend(neg.pixels);
+        drawn.targets.extend(neg.targets);
+        drawn.known.extend(neg.known);
+        let MaskedBatch { pixels, targets: masks, known } = drawn;
         let targets: Vec<f32> = (0..batch).map(|i| if i < n_pos { 1.0 } else { 0.0 }).collect();
 
         let x = to_tensor(pixels, batch, size, device);
         let y = Tensor::<1>::from_data(TensorData::new(targets.clone(), [batch]), device);
-        let logits = state.model.forward(x);
-        let loss = bce_with_logits(logits.clone(), y);
+        let (logits, aux_logits) = state.model.forward_with_aux(x, aux.is_some());
+        let mut loss = bce_with_logits(logits.clone(), y);
+        if let Some(z) = aux_logits {
+            let dims = z.dims();
+            let t = Tensor::<4>::from_data(TensorData::new(masks, dims), device);
+            // Each (patch, bit) plane counts only where its mask is known.
+            let cells = dims[2] * dims[3];
+            let w: Vec<f32> = known.iter().flat_map(|&k| std::iter::repeat_n(k, cells)).collect();
+            let n = dims.iter().product::<usize>();
+            let w = Tensor::<1>::from_data(TensorData::new(w, [n]), device);
+            let aux_loss = weighted_bce_with_logits(z.reshape([n]), t.reshape([n]), w);
+            aux_sum += aux_loss.clone().into_scalar::<f32>() as f64;
+            loss = loss + aux_loss.mul_scalar(cc.aux_weight);
+        }
         let loss_value = loss.clone().into_scalar::<f32>() as f64;
         check_loss(CLASSIFIER, s + 1, "loss", loss_value, None)?;
         let grads = GradientsParams::from_grads(loss.backward(), &state.model);
+        let lr = cc.schedule.at(lr, s, total);
         state.model = state.optim.step(lr, state.model, grads);
         state.step += 1;
         let step = state.step;
@@ -115,8 +135,12 @@ pub fn train_classifier(
         observer.progress(CLASSIFIER, step, total, &[("loss", loss_value)]);
         if due(step, config.train.log_every) || step == total {
             let k = since_log as f64;
-            observer.scalars(CLASSIFIER, step, &[("loss", loss_sum / k), ("accuracy", acc_sum / k), ("lr", lr)]);
-            (loss_sum, acc_sum, since_log) = (0.0, 0.0, 0);
+            let mut scalars = vec![("loss", loss_sum / k), ("accuracy", acc_sum / k), ("lr", lr)];
+            if cc.aux_weight > 0.0 {
+                scalars.push(("aux_loss", aux_sum / k));
+            }
+            observer.scalars(CLASSIFIER, step, &scalars);
+            (loss_sum, acc_sum, aux_sum, since_log) = (0.0, 0.0, 0.0, 0);
         }
         if due(step, config.train.image_every) && !shown.is_empty() {
             let n = shown.len() / (size * size);
@@ -137,12 +161,20 @@ pub fn train_classifier(
     Ok(Outcome::Completed { steps: state.step, weights_hash })
 }
 
-/// Mean binary cross-entropy of logits `z` against targets `y` in {0, 1}, written with log-sigmoid so
+/// Mean binary cross-entropy of logits `z` against targets `y` in [0, 1], written with log-sigmoid so
 /// large logits do not overflow.
 pub(crate) fn bce_with_logits(z: Tensor<1>, y: Tensor<1>) -> Tensor<1> {
     let pos = y.clone() * log_sigmoid(z.clone());
     let neg = y.neg().add_scalar(1.0) * log_sigmoid(z.neg());
     (pos + neg).mean().neg()
+}
+
+/// [`bce_with_logits`] with a weight per element, averaged over the weights (0 when all are 0).
+fn weighted_bce_with_logits(z: Tensor<1>, y: Tensor<1>, w: Tensor<1>) -> Tensor<1> {
+    let pos = y.clone() * log_sigmoid(z.clone());
+    let neg = y.neg().add_scalar(1.0) * log_sigmoid(z.neg());
+    let total = w.clone().sum().clamp_min(1.0);
+    ((pos + neg) * w).sum().neg() / total
 }
 
 fn optimizer(config: &TrainConfig) -> ModuleOptimizer {

@@ -19,8 +19,9 @@ use rand::Rng;
 
 use crate::augment::Augment;
 use crate::config::TrainConfig;
-use crate::data::PatchData;
+use crate::data::{MASK_MALIGNANCY, PatchData};
 use crate::error::{NnError, Result};
+use mammo_io::layouts::Label;
 
 /// Uploads `n` patches of side `size` as `[n, 1, size, size]`.
 pub(crate) fn to_tensor(pixels: Vec<f32>, n: usize, size: usize, device: &Device) -> Tensor<4> {
@@ -40,15 +41,76 @@ pub(crate) fn draw_batch(
     augment: &Augment,
     rng: &mut impl Rng,
 ) -> Vec<f32> {
+    draw_batch_with_masks(data, pool, n, augment, rng, None).pixels
+}
+
+/// A batch's patches and, when asked for, their mask targets.
+pub(crate) struct MaskedBatch {
+    /// `[n, 1, size, size]` intensities.
+    pub pixels: Vec<f32>,
+    /// `[n, bits, size / factor, size / factor]`: for each mask bit, the fraction of each cell that has it.
+    pub targets: Vec<f32>,
+    /// `[n, bits]`: 1 where the patch's mask for that bit is known, 0 where the data cannot say (a
+    /// malignant patch whose dataset has no lesion outline, or no malignancy-feature mask): an empty
+    /// plane there means "not drawn", not "absent", and must not teach the network that.
+    pub known: Vec<f32>,
+}
+
+/// [`draw_batch`], also returning each drawn patch's mask (under the same flips and turns) when
+/// `masks` is set: for each of the mask bits in `masks.0`, the fraction of each `factor x factor`
+/// cell (`masks.1`) that has it. Draws the same random values as `draw_batch`, so asking for masks
+/// changes no batch.
+pub(crate) fn draw_batch_with_masks(
+    data: &PatchData,
+    pool: &[usize],
+    n: usize,
+    augment: &Augment,
+    rng: &mut impl Rng,
+    masks: Option<(&[u8], usize)>,
+) -> MaskedBatch {
     let s = data.size;
     let mut pixels = Vec::with_capacity(n * s * s);
+    let mut targets = Vec::new();
+    let mut known = Vec::new();
     for _ in 0..n {
         let i = pool[rng.random_range(0..pool.len())];
         let start = pixels.len();
         pixels.extend_from_slice(data.patch(i));
-        augment.apply(&mut pixels[start..], s, rng);
+        let geometry = augment.apply(&mut pixels[start..], s, rng);
+        if let Some((bits, factor)) = masks {
+            let mut mask = data.mask(i).to_vec();
+            geometry.apply(&mut mask, s);
+            targets.extend(cell_fractions(&mask, s, bits, factor));
+            // Normal tissue has neither a lesion nor its features, and a benign lesion has no
+            // malignancy features, whatever was drawn; for anything else an empty plane is unknown.
+            let label = data.labels[i];
+            known.extend(bits.iter().map(|&bit| {
+                let certain_absent = label == Label::Normal || (label == Label::Benign && bit == MASK_MALIGNANCY);
+                let drawn = mask.iter().any(|v| v & bit != 0);
+                f32::from(u8::from(certain_absent || drawn))
+            }));
+        }
     }
-    pixels
+    MaskedBatch { pixels, targets, known }
+}
+
+/// For each bit, the fraction of each `factor x factor` cell of a `size x size` mask that has it:
+/// `bits.len() * (size / factor)^2` values, bit after bit, row-major.
+pub(crate) fn cell_fractions(mask: &[u8], size: usize, bits: &[u8], factor: usize) -> Vec<f32> {
+    let cells = size / factor;
+    let norm = 1.0 / (factor * factor) as f32;
+    let mut out = vec![0f32; bits.len() * cells * cells];
+    for (b, &bit) in bits.iter().enumerate() {
+        let plane = &mut out[b * cells * cells..(b + 1) * cells * cells];
+        for y in 0..cells * factor {
+            for x in 0..cells * factor {
+                if mask[y * size + x] & bit != 0 {
+                    plane[(y / factor) * cells + x / factor] += norm;
+                }
+            }
+        }
+    }
+    out
 }
 
 /// The divergence guard for one loss value.

@@ -101,6 +101,9 @@ pub fn evaluate(
     let p_before = models.predict(&x, malignant.len())?;
     let saliency = models.saliency(&x)?;
     let gan = if models.has_attribution() { Some(models.attribution_maps(&x)?) } else { None };
+    // What the map's form alone gives (a deletion map with its gate on everywhere): the report shows
+    // it beside the trained map, so what the GAN's training added is visible, not assumed.
+    let form_only = models.form_only_maps(&x)?;
     let p_after = match &gan {
         Some(m) => Some(models.predict(&x.iter().zip(m).map(|(a, b)| a + b).collect::<Vec<_>>(), malignant.len())?),
         None => None,
@@ -129,8 +132,13 @@ pub fn evaluate(
     let saliency_metrics = (!malignant.is_empty()).then(|| map_metrics(&saliency, false));
     let attribution_metrics = gan.as_ref().filter(|_| !malignant.is_empty()).map(|m| map_metrics(m, true));
 
-    let mut flat =
-        mammo_eval::flatten_metrics(classifier.as_ref(), attribution_metrics.as_ref(), saliency_metrics.as_ref());
+    let form_only_metrics = form_only.as_ref().filter(|_| !malignant.is_empty()).map(|m| map_metrics(m, false));
+    let mut flat = mammo_eval::flatten_metrics(
+        classifier.as_ref(),
+        attribution_metrics.as_ref(),
+        saliency_metrics.as_ref(),
+        form_only_metrics.as_ref(),
+    );
     flat.insert("split".into(), split.as_str().into());
     flat.insert("dataset.content_hash".into(), patches.content_hash.clone().unwrap_or_default().into());
 
@@ -155,6 +163,7 @@ pub fn evaluate(
         roc_curve: roc,
         attribution: attribution_metrics,
         saliency: saliency_metrics,
+        form_only: form_only_metrics,
         charts: training_curves(run)?,
         gallery,
     };
