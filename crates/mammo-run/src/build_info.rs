@@ -61,7 +61,7 @@ pub fn simd_compiled() -> Vec<String> {
     macro_rules! check {
         ($($f:tt),*) => { $( if cfg!(target_feature = $f) { v.push($f.to_string()); } )* };
     }
-    check!("sse4.2", "avx", "avx2", "fma", "avx512f", "neon");
+    check!("sse2", "sse4.2", "avx", "avx2", "fma", "avx512f", "neon");
     v
 }
 

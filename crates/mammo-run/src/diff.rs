@@ -124,7 +124,8 @@ pub fn diff(a: &Manifest, b: &Manifest) -> Diff {
     for group in CAUSES.iter().chain(&EFFECTS) {
         let (ka, kb) = (ga.get(group).unwrap_or(&empty), gb.get(group).unwrap_or(&empty));
         let mut keys: Vec<&String> = ka.keys().chain(kb.keys()).collect();
-        keys.sort();
+        // Steps per second is the speed people ask about: first in its group.
+        keys.sort_by_key(|k| (k.as_str() != "steps_per_s", k.to_string()));
         keys.dedup();
         for key in keys {
             let (va, vb) = (ka.get(key).cloned().unwrap_or(Value::Null), kb.get(key).cloned().unwrap_or(Value::Null));

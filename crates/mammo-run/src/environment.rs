@@ -26,7 +26,7 @@ pub struct Environment {
     pub arch: String,
     /// The CPU model name.
     pub cpu_model: Option<String>,
-    /// SIMD features this CPU offers (of sse4.2, avx, avx2, fma, avx512f, neon).
+    /// SIMD features this CPU offers (of sse2, sse4.2, avx, avx2, fma, avx512f, neon).
     pub simd_available: Vec<String>,
     /// SIMD features the binary was compiled for (see [`crate::BuildInfo::simd_compiled`]).
     pub simd_compiled: Vec<String>,
@@ -163,7 +163,7 @@ pub fn simd_available() -> Vec<String> {
         macro_rules! check {
             ($($f:tt),*) => { $( if std::arch::is_x86_feature_detected!($f) { v.push($f.to_string()); } )* };
         }
-        check!("sse4.2", "avx", "avx2", "fma", "avx512f");
+        check!("sse2", "sse4.2", "avx", "avx2", "fma", "avx512f");
     }
     #[cfg(target_arch = "aarch64")]
     {
