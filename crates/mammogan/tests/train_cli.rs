@@ -132,6 +132,11 @@ fn sigterm_saves_a_checkpoint_and_exits() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("stopped by a signal") && stderr.contains("--resume"), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    // The manifest records the stop and where to resume.
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["outcome"]["status"], "killed", "{manifest}");
+    assert!(manifest["outcome"]["last_checkpoint"]["step"].as_u64().unwrap() > 0, "{manifest}");
 }
 
 #[test]
