@@ -155,6 +155,12 @@ fn reproduce_refuses_a_dataset_changed_by_one_byte_and_names_the_file() {
     assert!(stderr.contains("patches.u16") && stderr.contains("not the data the run used"), "{stderr}");
     assert!(!stderr.contains("masks.u8"), "only the changed file is named: {stderr}");
     assert!(!out.exists(), "nothing is trained on the wrong data");
+
+    // From the manifest alone: without config.toml, its recorded config is used.
+    std::fs::remove_file(a.join("config.toml")).unwrap();
+    let again = ok(&strings(&["reproduce", &s(&a), "--out", &s(&out)]));
+    let stdout = String::from_utf8_lossy(&again.stdout);
+    assert!(stdout.starts_with("REPRODUCED (bit-exact)"), "{stdout}");
 }
 
 #[test]

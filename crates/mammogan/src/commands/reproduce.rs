@@ -34,11 +34,22 @@ pub fn run(args: Args, progress: &Progress) -> Result<()> {
             original.outcome.status
         );
     }
-    // The run's own config, as long as it is the one the manifest recorded.
-    let config = run.join(mammo_track::RunDir::CONFIG);
-    let bytes = std::fs::read(&config).map_err(|e| mammo_io::IoError::io(&config, e))?;
-    if blake3::hash(&bytes).to_hex().as_str() != original.inputs.config_toml_blake3 {
-        bail!("{}: changed since the run (its BLAKE3 differs from manifest.json)", config.display());
+    // The run's own config.toml, as long as it is the one the manifest recorded; without it, the
+    // manifest's copy (the same resolved config, so the same TOML).
+    let mut config = run.join(mammo_track::RunDir::CONFIG);
+    let mut from_manifest = None;
+    if config.is_file() {
+        let bytes = std::fs::read(&config).map_err(|e| mammo_io::IoError::io(&config, e))?;
+        if blake3::hash(&bytes).to_hex().as_str() != original.inputs.config_toml_blake3 {
+            bail!("{}: changed since the run (its BLAKE3 differs from manifest.json)", config.display());
+        }
+    } else {
+        let manifest_path = run.join(mammo_run::manifest::MANIFEST_FILE);
+        let c: mammo_nn::TrainConfig = serde_json::from_value(original.inputs.config.clone())
+            .with_context(|| format!("{}: inputs.config is not a valid config", manifest_path.display()))?;
+        config = std::env::temp_dir().join(format!("mammogan-reproduce-{}.toml", std::process::id()));
+        mammo_io::atomic::write_bytes(&config, c.to_toml().as_bytes())?;
+        from_manifest = Some(TempFile(config.clone()));
     }
     // The data first: a changed file is named before any time is spent training.
     let data = args.data.clone().unwrap_or_else(|| original.inputs.dataset.resolve(run));
@@ -63,6 +74,7 @@ pub fn run(args: Args, progress: &Progress) -> Result<()> {
         resume: false,
     };
     train::train(&data, &out, &opts, progress).with_context(|| format!("reproducing {}", run.display()))?;
+    drop(from_manifest);
     let again = Manifest::read(&out)?;
     let comparison = mammo_run::reproduce::compare(&original, &again);
     print!("{}", comparison.render());
@@ -82,4 +94,13 @@ pub fn run(args: Args, progress: &Progress) -> Result<()> {
 fn sibling(dir: &Path, suffix: &str) -> PathBuf {
     let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "run".into());
     dir.with_file_name(format!("{name}{suffix}"))
+}
+
+/// A file removed when dropped.
+struct TempFile(PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
