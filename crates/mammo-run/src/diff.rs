@@ -113,6 +113,9 @@ fn grouped(m: &Manifest) -> BTreeMap<&'static str, BTreeMap<String, Value>> {
     for (k, v) in &o.metrics {
         metrics.insert(k.clone(), json(v));
     }
+    for (k, v) in &o.eval {
+        metrics.insert(format!("eval.{k}"), json(v));
+    }
     g
 }
 

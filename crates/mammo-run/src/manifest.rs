@@ -149,6 +149,10 @@ pub struct Outcome {
     pub metrics: BTreeMap<String, f64>,
     /// Seconds since the Unix epoch of this write.
     pub updated_unix: u64,
+    /// The numeric metrics of `mammogan evaluate`, as `SPLIT.key` (e.g. `test.classifier.auc`), once
+    /// it has run on this run.
+    #[serde(default)]
+    pub eval: BTreeMap<String, f64>,
 }
 
 /// Seconds since the Unix epoch.
@@ -184,6 +188,7 @@ impl Manifest {
                 weights: BTreeMap::new(),
                 metrics: BTreeMap::new(),
                 updated_unix: now_unix(),
+                eval: BTreeMap::new(),
             },
         }
     }
@@ -209,6 +214,19 @@ impl Manifest {
         let json = serde_json::to_vec_pretty(self).expect("a manifest serializes");
         mammo_io::atomic::write_bytes(&run_dir.join(MANIFEST_FILE), &json)?;
         Ok(())
+    }
+
+    /// Records `evaluate`'s numeric metrics on `split` in `RUN/manifest.json`, replacing those of an
+    /// earlier evaluation of that split. A run without a manifest (made before manifests) is left alone.
+    pub fn record_eval(run_dir: &Path, split: &str, metrics: &BTreeMap<String, f64>) -> Result<()> {
+        if !run_dir.join(MANIFEST_FILE).is_file() {
+            return Ok(());
+        }
+        let mut m = Manifest::read(run_dir)?;
+        let prefix = format!("{split}.");
+        m.outcome.eval.retain(|k, _| !k.starts_with(&prefix));
+        m.outcome.eval.extend(metrics.iter().map(|(k, v)| (format!("{prefix}{k}"), *v)));
+        m.write(run_dir)
     }
 
     /// The backend's word for reproduce: bit-exactness is only promised on deterministic backends.
@@ -416,6 +434,11 @@ mod tests {
         assert_eq!(m, serde_json::from_slice(&std::fs::read(tmp.path().join(MANIFEST_FILE)).unwrap()).unwrap());
         // No temporary file is left beside it.
         assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 1);
+        // evaluate's metrics join it, per split.
+        Manifest::record_eval(tmp.path(), "test", &[("classifier.auc".to_string(), 0.75)].into()).unwrap();
+        Manifest::record_eval(tmp.path(), "test", &[("classifier.auc".to_string(), 0.8)].into()).unwrap();
+        let m = Manifest::read(tmp.path()).unwrap();
+        assert_eq!(m.outcome.eval, [("test.classifier.auc".to_string(), 0.8)].into());
     }
 
     #[test]
