@@ -92,7 +92,10 @@ pub fn checks(env: &Environment, build: &BuildInfo, threads: usize) -> Vec<Check
             Some(q) if (threads as f64) > q.ceil() => {
                 "more threads than the cgroup's CPU quota: they take turns and every step waits for the slowest"
             }
-            _ => "more threads than usable CPUs (affinity/cpuset): threads time-share cores",
+            _ if usable < env.cores_online => {
+                "more threads than the CPUs this process may use (affinity/cpuset): threads time-share cores"
+            }
+            _ => "more threads than CPUs: threads time-share cores",
         };
         check(
             "cpu_threads",
