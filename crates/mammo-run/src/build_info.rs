@@ -2,6 +2,20 @@
 
 use serde::{Deserialize, Serialize};
 
+/// `mammogan --version`: the version with the commit it was built from.
+pub const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("MAMMOGAN_GIT_COMMIT"),
+    ", dirty: ",
+    env!("MAMMOGAN_GIT_DIRTY"),
+    ", ",
+    env!("MAMMOGAN_BUILD_PROFILE"),
+    ", ",
+    env!("MAMMOGAN_RUSTC_VERSION"),
+    ")"
+);
+
 /// Code and build facts of the running binary.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BuildInfo {

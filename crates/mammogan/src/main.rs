@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 
 /// Train GANs on mammograms to highlight the features of malignancy — reproducibly.
 #[derive(Parser)]
-#[command(name = "mammogan", version, about, long_about = None, propagate_version = true)]
+#[command(name = "mammogan", version, long_version = mammo_run::build_info::LONG_VERSION, about, long_about = None, propagate_version = true)]
 struct Cli {
     /// No progress bars and only warnings and errors on stderr.
     #[arg(short, long, global = true)]
