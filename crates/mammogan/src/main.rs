@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 
 /// Train GANs on mammograms to highlight the features of malignancy — reproducibly.
 #[derive(Parser)]
-#[command(name = "mammogan", version, about, long_about = None, propagate_version = true)]
+#[command(name = "mammogan", version, long_version = mammo_run::build_info::LONG_VERSION, about, long_about = None, propagate_version = true)]
 struct Cli {
     /// No progress bars and only warnings and errors on stderr.
     #[arg(short, long, global = true)]
@@ -39,6 +39,14 @@ enum Command {
     Convert(commands::convert::Args),
     /// Show an image's size, bits, photometric interpretation, transfer syntax, spacing, laterality, view.
     Inspect(commands::inspect::Args),
+    /// The environment doctor: are threads, GPU, drivers and SIMD right here? (--bench: steps/s)
+    Env(commands::env::Args),
+    /// Where a run stands, from its manifest: running (or killed), finished, failed.
+    Status(commands::status::Args),
+    /// Re-run a finished run from its manifest and check it gives the same weights.
+    Reproduce(commands::reproduce::Args),
+    /// What differs between two runs: code, build, config, data, seeds, environment, speed, metrics.
+    Diff(commands::diff::Args),
 }
 
 fn main() -> ExitCode {
@@ -54,27 +62,35 @@ fn main() -> ExitCode {
         Command::Explain(a) => commands::explain::run(a),
         Command::Convert(a) => commands::convert::run(a),
         Command::Inspect(a) => commands::inspect::run(a),
+        Command::Env(a) => commands::env::run(a),
+        Command::Status(a) => commands::status::run(a),
+        Command::Reproduce(a) => commands::reproduce::run(a, &progress),
+        Command::Diff(a) => commands::diff::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             progress.clear();
-            // One line: the chain of causes joined, never a backtrace or a panic.
-            // (A cause already quoted by its parent's message is not repeated.)
-            let mut msg = String::new();
-            for cause in e.chain() {
-                let c = cause.to_string();
-                if !msg.contains(&c) {
-                    if !msg.is_empty() {
-                        msg.push_str(": ");
-                    }
-                    msg.push_str(&c);
-                }
-            }
-            eprintln!("error: {}", msg.replace('\n', " "));
+            eprintln!("error: {}", one_line(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// One line: the chain of causes joined, never a backtrace or a panic. (A cause already quoted by its
+/// parent's message is not repeated.) Also what a failed run's manifest records.
+pub fn one_line(e: &anyhow::Error) -> String {
+    let mut msg = String::new();
+    for cause in e.chain() {
+        let c = cause.to_string();
+        if !msg.contains(&c) {
+            if !msg.is_empty() {
+                msg.push_str(": ");
+            }
+            msg.push_str(&c);
+        }
+    }
+    msg.replace('\n', " ")
 }
 
 fn init_logging(quiet: bool, verbose: u8) {

@@ -132,6 +132,11 @@ fn sigterm_saves_a_checkpoint_and_exits() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("stopped by a signal") && stderr.contains("--resume"), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    // The manifest records the stop and where to resume.
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["outcome"]["status"], "killed", "{manifest}");
+    assert!(manifest["outcome"]["last_checkpoint"]["step"].as_u64().unwrap() > 0, "{manifest}");
 }
 
 #[test]
@@ -171,6 +176,13 @@ fn train_evaluate_explain_write_what_they_promise_and_nothing_identifying() {
         assert!(metrics.get(key).is_some(), "{key} missing from metrics.json");
     }
     let auc = metrics["classifier.auc"].as_f64().expect("the test split has both classes");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(
+        manifest["outcome"]["eval"]["test.classifier.auc"].as_f64(),
+        Some(auc),
+        "evaluate records into the manifest"
+    );
     assert!((0.0..=1.0).contains(&auc));
     let ci = metrics["classifier.auc_ci95"].as_array().expect("auc_ci95 is [low, high]");
     assert_eq!(ci.len(), 2);

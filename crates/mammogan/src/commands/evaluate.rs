@@ -169,6 +169,9 @@ pub fn evaluate(
     };
     mammo_io::atomic::write_bytes(&eval_dir.join("report.html"), mammo_eval::render_report(&report).as_bytes())?;
     mammo_io::atomic::write_bytes(&eval_dir.join("metrics.json"), serde_json::to_string_pretty(&flat)?.as_bytes())?;
+    // The manifest carries them too, so `diff` shows how two runs' held-out numbers differ.
+    let numeric = flat.iter().filter_map(|(k, v)| Some((k.clone(), v.as_f64()?))).collect();
+    mammo_run::Manifest::record_eval(run, split.as_str(), &numeric)?;
     Ok(flat)
 }
 

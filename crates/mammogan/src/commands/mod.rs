@@ -1,10 +1,14 @@
 //! One module per subcommand: its arguments and the few lines that call the library.
 
 pub mod convert;
+pub mod diff;
+pub mod env;
 pub mod evaluate;
 pub mod explain;
 pub mod inspect;
 pub mod phantom;
 pub mod prepare;
 pub mod quickstart;
+pub mod reproduce;
+pub mod status;
 pub mod train;

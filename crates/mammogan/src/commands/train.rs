@@ -4,6 +4,8 @@ use std::sync::atomic::AtomicBool;
 
 use anyhow::{Context, Result, bail};
 use mammo_nn::{Outcome, PatchData, TrainConfig, TrainObserver};
+use mammo_run::manifest::{DatasetRef, Inputs, RunInfo};
+use mammo_run::{Environment, Manifest, ManifestWriter, Status};
 use mammo_track::{GridOptions, MetricsJsonl, RunDir, TensorBoardWriter, TileScale, WallTime};
 
 use crate::progress::Progress;
@@ -97,11 +99,13 @@ pub struct TrainSummary {
     pub device: mammo_nn::DeviceInfo,
 }
 
-/// Trains the chosen models into `out`.
+/// Trains the chosen models into `out`, keeping `RUN/manifest.json` current: written at the start
+/// (running), after every checkpoint, and at the end (finished, failed with the error, or killed).
 pub fn train(data: &Path, out: &Path, opts: &TrainOpts, progress: &Progress) -> Result<TrainSummary> {
     let config = resolve_config(opts, out)?;
     let run = if opts.resume { RunDir::resume(out)? } else { RunDir::create(out)? };
-    mammo_io::atomic::write_bytes(&run.config(), config.to_toml().as_bytes())?;
+    let config_toml = config.to_toml();
+    mammo_io::atomic::write_bytes(&run.config(), config_toml.as_bytes())?;
     // Which DATASET this run learns from, so `evaluate` can default to it.
     let data_abs = std::fs::canonicalize(data).map_err(|e| mammo_io::IoError::io(data, e))?;
     let data_ref = serde_json::json!({ "path": data_abs });
@@ -112,8 +116,11 @@ pub fn train(data: &Path, out: &Path, opts: &TrainOpts, progress: &Progress) -> 
 
     let store = mammo_prep::PatchStore::open(data)?;
     mammo_prep::PatchStore::verify(data, &store.info)?;
+    let dataset_info = store.info.clone();
     let patches = PatchData::from_store(store)?;
-    let (device, info) = mammo_nn::select_device(&opts.device, opts.threads)?;
+    // --threads wins; else the config's train.threads (0 = one per usable CPU).
+    let threads = if opts.threads > 0 { opts.threads } else { config.train.threads };
+    let (device, info) = mammo_nn::select_device(&opts.device, threads)?;
     tracing::info!("device: {info:?}");
     let stop = stop_flag()?;
 
@@ -122,41 +129,110 @@ pub fn train(data: &Path, out: &Path, opts: &TrainOpts, progress: &Progress) -> 
         Which::Attribution => &["attribution"],
         Which::All => &["classifier", "attribution"],
     };
+    let manifest = new_manifest(&config, &config_toml, models, data, &dataset_info, out, &info, opts.resume);
+    let mut writer = ManifestWriter::start(out, manifest)?;
+    let mut stopped = false;
+    let result =
+        train_models(&run, &patches, &config, &device, &info, models, &stop, &mut writer, &mut stopped, progress);
+    let (status, error) = match &result {
+        Ok(_) => (Status::Finished, None),
+        Err(e) if stopped => (Status::Killed, Some(crate::one_line(e))),
+        Err(e) => (Status::Failed, Some(crate::one_line(e))),
+    };
+    let ended = writer.end(status, error);
+    let summary = result?;
+    ended?;
+    Ok(summary)
+}
+
+/// The manifest of a run that starts now.
+#[allow(clippy::too_many_arguments)]
+fn new_manifest(
+    config: &TrainConfig,
+    config_toml: &str,
+    models: &[&str],
+    data: &Path,
+    dataset: &mammo_prep::DatasetInfo,
+    out: &Path,
+    device: &mammo_nn::DeviceInfo,
+    resumed: bool,
+) -> Manifest {
+    let mut seeds = std::collections::BTreeMap::new();
+    // Every random stream of training derives from train.seed by name (mammo_nn::rng).
+    seeds.insert("train.seed".to_string(), config.train.seed);
+    if let Some(s) = dataset.params.get("seed").and_then(|v| v.as_u64()) {
+        seeds.insert("dataset.prepare_seed".to_string(), s);
+    }
+    let inputs = Inputs {
+        config: serde_json::to_value(config).expect("a config serializes"),
+        config_toml_blake3: blake3::hash(config_toml.as_bytes()).to_hex().to_string(),
+        models: models.iter().map(|m| m.to_string()).collect(),
+        seeds,
+        dataset: DatasetRef::new(data, dataset, &config.data.split, out),
+    };
+    let run = RunInfo::this_process(&device.backend, device.index, device.threads, device.deterministic, resumed);
+    Manifest::new(inputs, run, Environment::detect(Some(device.threads)))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn train_models(
+    run: &RunDir,
+    patches: &PatchData,
+    config: &TrainConfig,
+    device: &mammo_nn::Device,
+    info: &mammo_nn::DeviceInfo,
+    models: &[&str],
+    stop: &AtomicBool,
+    writer: &mut ManifestWriter,
+    stopped: &mut bool,
+    progress: &Progress,
+) -> Result<TrainSummary> {
     let mut summary = TrainSummary { weights: Default::default(), steps: Default::default(), device: info.clone() };
     for &model in models {
         let resumed_at = mammo_nn::checkpoint::latest(run.root(), model)?.map(|c| c.state.step).unwrap_or(0);
-        let mut observer = CliObserver::open(&run, model, resumed_at, progress)?;
+        let mut observer = CliObserver::open(run, model, resumed_at, progress, writer)?;
         let outcome = match model {
-            "classifier" => mammo_nn::train_classifier(run.root(), &patches, &config, &device, &mut observer, &stop),
-            _ => mammo_nn::train_attribution(run.root(), &patches, &config, &device, &mut observer, &stop),
+            "classifier" => mammo_nn::train_classifier(run.root(), patches, config, device, &mut observer, stop),
+            _ => mammo_nn::train_attribution(run.root(), patches, config, device, &mut observer, stop),
         }
         .with_context(|| format!("training the {model}"))?;
         observer.finish()?;
         match outcome {
             Outcome::Completed { steps, weights_hash } => {
+                writer.model_done(model, steps, &weights_hash)?;
                 summary.steps.insert(model.to_string(), steps);
                 summary.weights.insert(model.to_string(), weights_hash);
             }
-            Outcome::Stopped { step } => bail!(
-                "{}: stopped by a signal at {model} step {step}; the checkpoint is saved, continue with --resume",
-                out.display()
-            ),
+            Outcome::Stopped { step } => {
+                *stopped = true;
+                bail!(
+                    "{}: stopped by a signal at {model} step {step}; the checkpoint is saved, continue with --resume",
+                    run.root().display()
+                )
+            }
         }
     }
     Ok(summary)
 }
 
-/// Progress bar + `metrics.jsonl` + TensorBoard.
-struct CliObserver {
+/// Progress bar + `metrics.jsonl` + TensorBoard + the manifest.
+struct CliObserver<'a> {
     model: String,
+    manifest: &'a mut ManifestWriter,
     bar: indicatif::ProgressBar,
     jsonl: MetricsJsonl,
     tb: TensorBoardWriter,
     error: Option<anyhow::Error>,
 }
 
-impl CliObserver {
-    fn open(run: &RunDir, model: &str, resumed_at: u64, progress: &Progress) -> Result<Self> {
+impl<'a> CliObserver<'a> {
+    fn open(
+        run: &RunDir,
+        model: &str,
+        resumed_at: u64,
+        progress: &Progress,
+        manifest: &'a mut ManifestWriter,
+    ) -> Result<Self> {
         // One metrics file for the run: on resume, drop only this model's records after its checkpoint.
         let path = run.metrics();
         let records = if path.is_file() { mammo_track::read_metrics(&path)? } else { Vec::new() };
@@ -171,10 +247,10 @@ impl CliObserver {
             TensorBoardWriter::create(run.tensorboard(), model, WallTime::System)?
         };
         let bar = progress.bar(0, model);
-        Ok(CliObserver { model: model.to_string(), bar, jsonl, tb, error: None })
+        Ok(CliObserver { model: model.to_string(), manifest, bar, jsonl, tb, error: None })
     }
 
-    fn keep<T>(&mut self, r: mammo_track::Result<T>) {
+    fn keep<T, E: Into<anyhow::Error>>(&mut self, r: std::result::Result<T, E>) {
         if let Err(e) = r
             && self.error.is_none()
         {
@@ -195,10 +271,13 @@ impl CliObserver {
     }
 }
 
-impl TrainObserver for CliObserver {
+impl TrainObserver for CliObserver<'_> {
     fn scalars(&mut self, model: &str, step: u64, values: &[(&str, f64)]) {
         let r = self.jsonl.log(step, model, values);
         self.keep(r);
+        for (name, v) in values {
+            self.manifest.metric(model, name, *v);
+        }
         for (name, v) in values {
             let r = self.tb.scalar(step, &format!("{model}/{name}"), *v as f32);
             self.keep(r);
@@ -216,15 +295,19 @@ impl TrainObserver for CliObserver {
                 let r = self.tb.image(step, &format!("{model}/{tag}"), &png, w, h, 1);
                 self.keep(r);
             }
-            Err(e) => self.keep::<()>(Err(e)),
+            Err(e) => self.keep::<(), _>(Err(e)),
         }
     }
 
     fn checkpoint_saved(&mut self, model: &str, step: u64, dir: &Path) {
         tracing::debug!("{model}: checkpoint at step {step} in {}", dir.display());
+        // The manifest names the newest checkpoint, so a killed run says where it can resume.
+        let r = self.manifest.checkpoint(model, step);
+        self.keep(r);
     }
 
-    fn progress(&mut self, _model: &str, step: u64, total: u64, losses: &[(&str, f64)]) {
+    fn progress(&mut self, model: &str, step: u64, total: u64, losses: &[(&str, f64)]) {
+        self.manifest.step_done(model, step);
         self.bar.set_length(total);
         self.bar.set_position(step);
         let text: Vec<String> = losses.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
