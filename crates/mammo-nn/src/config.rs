@@ -102,7 +102,7 @@ pub struct TrainConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct TrainSection {
     /// Optimisation steps for every model (one step = one batch; for the GAN, one generator update).
-    /// Default: unset, so each model takes its own default (`classifier.steps` 1500,
+    /// Default: unset, so each model takes its own default (`classifier.steps` 1000,
     /// `attribution.steps` 150, what the quickstart needs on 2 cores). A model's own `steps` wins.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub steps: Option<u64>,
@@ -163,7 +163,7 @@ impl Default for DataSection {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClassifierConfig {
-    /// Steps for this model, overriding `train.steps`. Default: unset (then `train.steps`, else 1500).
+    /// Steps for this model, overriding `train.steps`. Default: unset (then `train.steps`, else 1000).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub steps: Option<u64>,
     /// Learning rate for this model, overriding `train.lr`. Default: unset.
@@ -401,7 +401,7 @@ const OPTIONAL_KEYS: &[(&str, &str)] = &[
 ];
 
 /// Classifier steps when neither `classifier.steps` nor `train.steps` is set.
-pub const DEFAULT_CLASSIFIER_STEPS: u64 = 1500;
+pub const DEFAULT_CLASSIFIER_STEPS: u64 = 1000;
 /// Attribution GAN generator steps when neither `attribution.steps` nor `train.steps` is set.
 pub const DEFAULT_ATTRIBUTION_STEPS: u64 = 150;
 

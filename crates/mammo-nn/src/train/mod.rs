@@ -213,3 +213,41 @@ pub(crate) fn examples(data: &PatchData, pool: &[usize], n: usize) -> Vec<f32> {
 pub(crate) fn split_patches(flat: &[f32], size: usize) -> Vec<Vec<f32>> {
     flat.chunks(size * size).map(<[f32]>::to_vec).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::MASK_LESION;
+    use mammo_prep::split::Split;
+
+    #[test]
+    fn cell_fractions_count_each_bit_per_cell() {
+        // 4 x 4 mask, 2 x 2 cells: the lesion fills the top-left cell, the features half of it.
+        let mut mask = vec![0u8; 16];
+        for (y, x) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+            mask[y * 4 + x] = MASK_LESION;
+        }
+        mask[0] |= MASK_MALIGNANCY;
+        mask[1] |= MASK_MALIGNANCY;
+        let f = cell_fractions(&mask, 4, &[MASK_LESION, MASK_MALIGNANCY], 2);
+        assert_eq!(f, vec![1.0, 0.0, 0.0, 0.0, 0.5, 0.0, 0.0, 0.0]);
+    }
+
+    #[test]
+    fn mask_planes_the_data_cannot_vouch_for_are_unknown() {
+        // Four 2 x 2 patches: malignant with an outline and features, malignant with nothing drawn,
+        // benign with nothing drawn, normal.
+        let m = MASK_LESION | MASK_MALIGNANCY;
+        let masks = [[m, 0, 0, 0], [0; 4], [0; 4], [0; 4]].concat();
+        let labels = vec![Label::Malignant, Label::Malignant, Label::Benign, Label::Normal];
+        let data = PatchData::new(2, 0.4, vec![0.5; 16], masks, labels, vec![Split::Train; 4]).unwrap();
+        let bits = [MASK_LESION, MASK_MALIGNANCY];
+        let mut known = Vec::new();
+        for i in 0..4 {
+            // A pool of one patch makes the draw deterministic.
+            let mut rng = crate::rng::stream(0, "test", "batch", 0);
+            known.push(draw_batch_with_masks(&data, &[i], 1, &Augment::NONE, &mut rng, Some((&bits, 1))).known);
+        }
+        assert_eq!(known, vec![vec![1.0, 1.0], vec![0.0, 0.0], vec![0.0, 1.0], vec![1.0, 1.0]]);
+    }
+}
