@@ -5,29 +5,44 @@
 
 1. Builds mammo-nn's timing test (`cargo build --release -p mammo-nn --tests`) and copies the binary of
    `crates/mammo-nn/tests/timing.rs` aside, so a rebuild by someone else during the run cannot change it.
-2. Builds a PyTorch copy of mammo-nn's default models, layer for layer (see `crates/mammo-nn/src/model/`
-   and `config.rs`): the classifier (residual CNN, group norm) with AdamW, and the attribution GAN (U-Net
-   map generator, spectrally normalised critic, hinge loss, L1 weight, one power iteration per critic
-   update, n_critic critic updates + one generator update per step) with Adam; batch 32, 64 px patches.
+2. Builds a PyTorch copy of mammo-nn's default models, layer for layer (see `crates/mammo-nn/src/model/`,
+   `train/` and `config.rs`), batch 32, 64 px patches:
+   - the classifier: high-pass input ((x - 3x3 local mean) * 40), a stem of `stem_convs` units, residual
+     stages (group norm), global mean, 1x1 head; plus the auxiliary 1x1 mask head on stage `aux_stage`
+     (2 planes: lesion and malignancy-feature fraction per 4x4 cell), trained with a weighted binary
+     cross-entropy against the cell fractions of each drawn patch's (flipped/turned) mask; AdamW with the
+     cosine learning-rate schedule (the rate set per step);
+   - the attribution GAN: U-Net generator on 2 channels (centred x, high-pass x) with the deletion-form
+     output m = -binomial3x3(sigmoid(.)) * relu(x - gaussian_blur(x)) (replicate padding, separable blur,
+     sigma 1.5) and the L1 penalty on the gate; the critic is a copy of the classifier network scoring
+     minus its logit (`critic_from_classifier`: no spectral norm, no power iteration), and sees every
+     patch cut to a random 56 px window (`critic_crop` 8, an offset per patch); hinge loss for the
+     critic, softplus(-D) + l1_weight * mean|g| for the generator; n_critic critic updates (fakes computed
+     without autograd) + one generator update per step, Adam betas (0.5, 0.9).
 3. Alternates the two sides in rounds (ours, PyTorch, ours, PyTorch, ...), so the load of this shared
    machine falls on both alike:
    - ours: one run of the ignored test `step_timings_at_default_sizes` with RAYON_NUM_THREADS=T. It trains
-     8 steps of each model and prints the mean time of steps 3-8 (`classifier step: 0.220 s (T threads)`,
-     `attribution step (...): 2.080 s`); that mean is one sample per round and model.
-   - PyTorch (this process, `torch.set_num_threads(T)`, W warm-up steps once at the start): N timed steps
+     8 steps of the classifier, then 8 of the attribution GAN in the same run directory (so its critic
+     starts from that classifier, as by default), and prints the mean time of steps 3-8
+     (`classifier step: 0.220 s (T threads)`, `attribution step (...): 2.080 s`); that mean is one sample
+     per round and model.
+   - PyTorch (this process, `torch.set_num_threads(T)`, W warm-up steps of each model once at the start,
+     the classifier's first, then the GAN's with its critic copied from that classifier): N timed steps
      of each model per round; the mean of the N is one sample per round and model, and every single step
      is kept as well.
 4. Prints, per model, the median and best of the per-round samples of both sides and the ratio
    ours / PyTorch (< 1: ours is faster), and appends it with the machine, its load and the command to
    bench/RESULTS.md (`--no-append` only prints).
 
-Both sides do the whole step: drawing and augmenting the batch from a small pool of patches, forward,
-loss, reading the loss values back (`into_scalar` / `.item()`), backward and the optimizer update.
+Both sides do the whole step: drawing and augmenting the batch (and, for the classifier, its masks' cell
+fractions) from a small pool of patches, forward, loss, reading the loss values back (`into_scalar` /
+`.item()`), backward and the optimizer update.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import datetime as dt
 import json
 import math
@@ -53,29 +68,36 @@ import torch.nn.functional as F  # noqa: E402
 BATCH = 32
 SIZE = 64
 # [train] lr, [classifier]
-CLS_LR = 1e-3
+CLS_LR = 3e-3
+CLS_STEPS = 1500  # DEFAULT_CLASSIFIER_STEPS: the length of the cosine schedule
 CLS_CHANNELS = 8
 CLS_BLOCKS = 3
+CLS_STEM_CONVS = 1
+CLS_AUX_WEIGHT = 1.0
+CLS_AUX_STAGE = 1
 CLS_WEIGHT_DECAY = 1e-4
 CLS_INTENSITY_JITTER = 0.05
 CLS_CONTRAST_JITTER = 0.1
 # [attribution]
 GEN_CHANNELS = 8
 GEN_DEPTH = 3
-CRITIC_CHANNELS = 8
-CRITIC_DEPTH = 3
-LR_G = 1e-3
+LR_G = 3e-3
 LR_C = 2e-3
 BETAS_GAN = (0.5, 0.9)
 N_CRITIC = 1
-L1_WEIGHT = 2.0
-MAP_SCALE = 1.0
-POWER_ITERATIONS = 1
+L1_WEIGHT = 6.0
+BLUR_SIGMA = 1.5
+CRITIC_CROP = 8
+# critic_from_classifier = true, map_form = "deletion", map_smooth = true, loss = "hinge".
 # burn's AdamConfig / AdamWConfig defaults (burn-optim 0.22.1): betas (0.9, 0.999), epsilon 1e-5.
 BETAS_CLS = (0.9, 0.999)
 ADAM_EPS = 1e-5
 GN_EPS = 1e-5
 LEAK = 0.2
+HIGHPASS_GAIN = 40.0
+# data.rs mask bits; the auxiliary head predicts AUX_MASK_BITS = [lesion, malignancy].
+MASK_LESION, MASK_MALIGNANCY, MASK_BREAST = 1, 2, 4
+AUX_MASK_BITS = (MASK_LESION, MASK_MALIGNANCY)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -117,53 +139,42 @@ class ConvNormAct(nn.Module):
         return F.leaky_relu(self.norm(self.conv(x)), LEAK)
 
 
-class SnConv(nn.Module):
-    """SnConv: the weight divided by sigma = u^T W v, W the weight as [out, in*k*k].
-
-    As in mammo-nn (not as torch.nn.utils.spectral_norm, which iterates at every training forward): u is
-    state, advanced by `power_iteration` once per critic update; each forward recomputes
-    v = normalize(W^T u) from the detached weight, and sigma is differentiated through W only.
-    """
-
-    def __init__(self, c_in: int, c_out: int, k: int, stride: int):
-        super().__init__()
-        self.stride = stride
-        self.padding = k // 2
-        self.weight = nn.Parameter(torch.empty(c_out, c_in, k, k))
-        he_uniform_(self.weight)
-        self.bias = nn.Parameter(torch.zeros(c_out))
-        u = torch.empty(c_out).uniform_(-1.0, 1.0)
-        self.register_buffer("u", u / u.norm().clamp_min(1e-12))
-
-    def matrix(self):
-        return self.weight.reshape(self.weight.shape[0], -1)
-
-    @staticmethod
-    def normalize(v):
-        return v / (v.square().sum().sqrt() + 1e-12)
-
-    @torch.no_grad()
-    def power_iteration(self, iterations: int) -> None:
-        w = self.matrix()
-        u = self.u.unsqueeze(1)
-        for _ in range(iterations):
-            v = self.normalize(w.t() @ u)
-            u = self.normalize(w @ v)
-        self.u.copy_(u.reshape(-1))
-
-    def sigma(self):
-        w = self.matrix()
-        u = self.u.unsqueeze(1)
-        v = self.normalize(w.detach().t() @ u)
-        return (u.t() @ (w @ v)).reshape(1)
-
-    def forward(self, x):
-        w = self.weight / self.sigma().reshape(1, 1, 1, 1)
-        return F.conv2d(x, w, self.bias, stride=self.stride, padding=self.padding)
-
-
 def global_mean(x):
     return x.mean(dim=(2, 3), keepdim=True)
+
+
+def highpass(x):
+    """model/classifier.rs highpass: each pixel minus the mean of its 3x3 neighbourhood (padding not
+    counted), times 40."""
+    local = F.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False)
+    return (x - local) * HIGHPASS_GAIN
+
+
+def gaussian_taps(sigma: float) -> torch.Tensor:
+    """Normalised 1-D Gaussian taps out to 3 sigma (11 for sigma 1.5)."""
+    r = max(math.ceil(3.0 * sigma), 1)
+    w = torch.tensor([math.exp(-(i * i) / (2.0 * sigma * sigma)) for i in range(-r, r + 1)], dtype=torch.float64)
+    return (w / w.sum()).float()
+
+
+def gaussian_blur(x, taps: torch.Tensor):
+    """Separable Gaussian blur of [n, c, h, w], borders replicated: a row pass then a column pass."""
+    n, c, h, w = x.shape
+    k = taps.numel()
+    r = k // 2
+    padded = F.pad(x.reshape(n * c, 1, h, w), (r, r, r, r), mode="replicate")
+    t = F.conv2d(padded, taps.reshape(1, 1, 1, k))
+    return F.conv2d(t, taps.reshape(1, 1, k, 1)).reshape(n, c, h, w)
+
+
+BINOMIAL3 = (torch.tensor([1.0, 2.0, 1.0]).outer(torch.tensor([1.0, 2.0, 1.0])) / 16.0).reshape(1, 1, 3, 3)
+
+
+def binomial3(m):
+    """3x3 binomial blur ([1 2 1] x [1 2 1] / 16), borders replicated."""
+    n, c, h, w = m.shape
+    padded = F.pad(m.reshape(n * c, 1, h, w), (1, 1, 1, 1), mode="replicate")
+    return F.conv2d(padded, BINOMIAL3).reshape(n, c, h, w)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -188,18 +199,38 @@ class ResBlock(nn.Module):
 
 
 class Classifier(nn.Module):
-    def __init__(self, channels: int = CLS_CHANNELS, blocks: int = CLS_BLOCKS):
+    def __init__(
+        self,
+        channels: int = CLS_CHANNELS,
+        blocks: int = CLS_BLOCKS,
+        stem_convs: int = CLS_STEM_CONVS,
+        aux_stage: int = CLS_AUX_STAGE,
+        aux: bool = CLS_AUX_WEIGHT > 0.0,
+    ):
         super().__init__()
         c = channels
-        self.stem = ConvNormAct(1, c, 1)
+        self.stem = nn.ModuleList(ConvNormAct(1 if i == 0 else c, c, 1) for i in range(max(stem_convs, 1)))
         self.stages = nn.ModuleList(ResBlock(c << b, c << (b + 1), 2) for b in range(blocks))
         self.head = conv(c << blocks, 1, 1, 1)
+        self.aux_stage = min(aux_stage, blocks - 1)
+        self.aux = conv(c << (self.aux_stage + 1), len(AUX_MASK_BITS), 1, 1) if aux else None
+
+    def aux_factor(self) -> int:
+        return 1 << (self.aux_stage + 1)
+
+    def forward_with_aux(self, x, want_aux: bool):
+        h = highpass(x)
+        for unit in self.stem:
+            h = unit(h)
+        aux = None
+        for i, stage in enumerate(self.stages):
+            h = stage(h)
+            if want_aux and i == self.aux_stage and self.aux is not None:
+                aux = self.aux(h)
+        return self.head(global_mean(h)).reshape(x.shape[0]), aux
 
     def forward(self, x):
-        h = self.stem(x * 2.0 - 1.0)
-        for stage in self.stages:
-            h = stage(h)
-        return self.head(global_mean(h)).reshape(x.shape[0])
+        return self.forward_with_aux(x, False)[0]
 
 
 class DoubleConv(nn.Module):
@@ -220,17 +251,21 @@ class UpLevel(nn.Module):
 
 
 class MapGenerator(nn.Module):
-    def __init__(self, channels: int = GEN_CHANNELS, depth: int = GEN_DEPTH, map_scale: float = MAP_SCALE):
+    def __init__(self, channels: int = GEN_CHANNELS, depth: int = GEN_DEPTH, blur_sigma: float = BLUR_SIGMA):
         super().__init__()
         c = channels
-        self.down = nn.ModuleList(DoubleConv(1 if l == 0 else c << (l - 1), c << l) for l in range(depth))
+        self.down = nn.ModuleList(DoubleConv(2 if l == 0 else c << (l - 1), c << l) for l in range(depth))
         self.up = nn.ModuleList(UpLevel(c << (l + 1), c << l) for l in range(max(depth - 1, 0)))
         self.out = conv(c, 1, 1, 1, gain=0.1)
-        self.map_scale = map_scale
+        self.register_buffer("blur_taps", gaussian_taps(blur_sigma))
 
     def forward(self, x):
+        return self.forward_with_cost(x)[0]
+
+    def forward_with_cost(self, x):
+        """The deletion map m = -g * relu(x - blur(x)) and the gate g (what the L1 penalty is on)."""
         skips = []
-        h = x * 2.0 - 1.0
+        h = torch.cat([x * 2.0 - 1.0, highpass(x)], 1)
         for l, level in enumerate(self.down):
             if l > 0:
                 h = F.avg_pool2d(h, 2, 2)
@@ -242,27 +277,33 @@ class MapGenerator(nn.Module):
             reduced = level.reduce(h)
             up = F.interpolate(reduced, size=skip.shape[2:], mode="nearest")
             h = level.convs(torch.cat([up, skip], 1))
-        return torch.tanh(self.out(h)) * self.map_scale
+        g = binomial3(torch.sigmoid(self.out(h)))
+        excess = F.relu(x - gaussian_blur(x, self.blur_taps))
+        return g * -excess, g
 
 
 class Critic(nn.Module):
-    def __init__(self, channels: int = CRITIC_CHANNELS, depth: int = CRITIC_DEPTH):
-        super().__init__()
-        c = channels
-        layers = [SnConv(1, c, 3, 1)]
-        layers += [SnConv(c << l, c << (l + 1), 3, 2) for l in range(depth)]
-        self.layers = nn.ModuleList(layers)
-        self.head = SnConv(c << depth, 1, 1, 1)
+    """critic_from_classifier: the classifier's network (and weights), scoring minus its logit."""
 
-    def power_iteration(self, iterations: int) -> None:
-        for layer in list(self.layers) + [self.head]:
-            layer.power_iteration(iterations)
+    def __init__(self, classifier: Classifier):
+        super().__init__()
+        self.classifier = classifier
 
     def forward(self, x):
-        h = x * 2.0 - 1.0
-        for layer in self.layers:
-            h = F.leaky_relu(layer(h), LEAK)
-        return self.head(global_mean(h)).reshape(x.shape[0])
+        return -self.classifier(x)
+
+
+def random_crops(x, crop: int, rng: np.random.Generator):
+    """train/attribution.rs random_crops: each patch cut to its (S - crop) px window at its own offset."""
+    n, s = x.shape[0], x.shape[2]
+    if crop == 0 or crop >= s:
+        return x
+    w = s - crop
+    windows = []
+    for i in range(n):
+        dy, dx = int(rng.integers(crop + 1)), int(rng.integers(crop + 1))
+        windows.append(x[i : i + 1, :, dy : dy + w, dx : dx + w])
+    return torch.cat(windows, 0)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -271,35 +312,84 @@ class Critic(nn.Module):
 
 
 class Patches:
-    """A pool of random patches per class, drawn with replacement and augmented one patch at a time, like
-    `draw_batch` (flips, quarter turns and, for the classifier, intensity and contrast jitter)."""
+    """A pool of random patches per class with their masks, drawn with replacement and augmented one patch at
+    a time, like `draw_batch_with_masks` (flips, quarter turns and, for the classifier, intensity and
+    contrast jitter; the mask takes the same flips and turns, then gives the fraction of each cell that has
+    each of AUX_MASK_BITS)."""
+
+    LABELS = ("malignant", "benign")
 
     def __init__(self, rng: np.random.Generator, per_class: int = 28):
         self.rng = rng
-        self.pool = {k: rng.random((per_class, SIZE, SIZE), dtype=np.float32) for k in ("malignant", "benign")}
+        self.pool = {k: rng.random((per_class, SIZE, SIZE), dtype=np.float32) for k in self.LABELS}
+        # As the timing test's synthetic data: the breast everywhere, a lesion disc near the centre.
+        yy, xx = np.mgrid[:SIZE, :SIZE]
+        self.masks = {}
+        for k in self.LABELS:
+            m = np.full((per_class, SIZE, SIZE), MASK_BREAST, dtype=np.uint8)
+            for i in range(per_class):
+                cy, cx = SIZE / 2 + rng.uniform(-2, 2, size=2)
+                r = SIZE / 5 + rng.uniform(-1, 1)
+                m[i][(xx - cx) ** 2 + (yy - cy) ** 2 <= r * r] |= MASK_LESION
+            self.masks[k] = m
 
-    def draw(self, label: str, n: int, jitter: bool) -> torch.Tensor:
+    def draw(self, label: str, n: int, jitter: bool, aux_factor: int | None = None):
+        """[n, 1, S, S] patches; with `aux_factor`, also the cell fractions [n, bits, S/f, S/f] and the
+        known flags [n, bits]."""
         pool, rng = self.pool[label], self.rng
         out = np.empty((n, 1, SIZE, SIZE), dtype=np.float32)
+        if aux_factor is not None:
+            cells = SIZE // aux_factor
+            targets = np.empty((n, len(AUX_MASK_BITS), cells, cells), dtype=np.float32)
+            known = np.empty((n, len(AUX_MASK_BITS)), dtype=np.float32)
         for i in range(n):
-            p = pool[rng.integers(len(pool))]
-            if rng.random() < 0.5:
+            j = rng.integers(len(pool))
+            p = pool[j]
+            mask = self.masks[label][j] if aux_factor is not None else None
+            flip_h, flip_v, turns = rng.random() < 0.5, rng.random() < 0.5, int(rng.integers(4))
+            if flip_h:
                 p = p[:, ::-1]
-            if rng.random() < 0.5:
+            if flip_v:
                 p = p[::-1, :]
-            p = np.rot90(p, int(rng.integers(4)))
+            p = np.rot90(p, turns)
             if jitter:
                 offset = rng.uniform(-1, 1) * CLS_INTENSITY_JITTER
                 gain = 1.0 + rng.uniform(-1, 1) * CLS_CONTRAST_JITTER
                 mean = p.mean(dtype=np.float64)
                 p = np.clip((p - mean) * gain + mean + offset, 0.0, 1.0)
             out[i, 0] = p
-        return torch.from_numpy(out)
+            if mask is not None:
+                if flip_h:
+                    mask = mask[:, ::-1]
+                if flip_v:
+                    mask = mask[::-1, :]
+                mask = np.rot90(mask, turns)
+                for b, bit in enumerate(AUX_MASK_BITS):
+                    has = (mask & bit) != 0
+                    targets[i, b] = has.reshape(cells, aux_factor, cells, aux_factor).mean(axis=(1, 3))
+                    # train/mod.rs: known where the data vouches for the plane (a benign patch has no
+                    # malignancy features; otherwise only a drawn mask counts).
+                    certain_absent = label == "benign" and bit == MASK_MALIGNANCY
+                    known[i, b] = float(certain_absent or bool(has.any()))
+        x = torch.from_numpy(out)
+        if aux_factor is None:
+            return x
+        return x, torch.from_numpy(targets), torch.from_numpy(known)
 
 
 # --------------------------------------------------------------------------------------------------------
 # Training steps (train/classifier.rs, train/attribution.rs)
 # --------------------------------------------------------------------------------------------------------
+
+
+def cosine_lr(lr: float, step: int, total: int) -> float:
+    """config.rs Schedule::Cosine: linear warm-up over the first 5 % of the steps, then a half cosine to 0."""
+    total = max(total, 1)
+    warmup = max(math.ceil(0.05 * total), 1.0)
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    t = min((step - warmup) / max(total - warmup, 1.0), 1.0)
+    return lr * 0.5 * (1.0 + math.cos(math.pi * t))
 
 
 class ClassifierStep:
@@ -311,39 +401,54 @@ class ClassifierStep:
         )
         n_pos = (BATCH + 1) // 2
         self.targets = torch.tensor([1.0] * n_pos + [0.0] * (BATCH - n_pos))
+        self.step = 0
 
     def __call__(self) -> None:
         n_pos = (BATCH + 1) // 2
-        x = torch.cat([self.data.draw("malignant", n_pos, True), self.data.draw("benign", BATCH - n_pos, True)])
-        logits = self.model(x)
+        f = self.model.aux_factor() if self.model.aux is not None else None
+        xp, tp, kp = self.data.draw("malignant", n_pos, True, f)
+        xn, tn, kn = self.data.draw("benign", BATCH - n_pos, True, f)
+        x, masks, known = torch.cat([xp, xn]), torch.cat([tp, tn]), torch.cat([kp, kn])
+        logits, z = self.model.forward_with_aux(x, True)
         loss = F.binary_cross_entropy_with_logits(logits, self.targets)
+        if z is not None:
+            # Each (patch, bit) plane counts only where its mask is known; averaged over the weights.
+            w = known[:, :, None, None].expand_as(z)
+            aux_loss = F.binary_cross_entropy_with_logits(z, masks, weight=w, reduction="sum") / w.sum().clamp_min(1.0)
+            _aux_value = aux_loss.item()
+            loss = loss + aux_loss * CLS_AUX_WEIGHT
         loss_value = loss.item()
         assert math.isfinite(loss_value)
         self.optim.zero_grad(set_to_none=True)
         loss.backward()
+        lr = cosine_lr(CLS_LR, self.step % CLS_STEPS, CLS_STEPS)
+        for group in self.optim.param_groups:
+            group["lr"] = lr
         self.optim.step()
+        self.step += 1
         _correct = ((logits.detach() > 0) == (self.targets > 0.5)).sum().item()
 
 
 class AttributionStep:
-    def __init__(self, data: Patches):
+    def __init__(self, data: Patches, classifier: Classifier):
         self.data = data
         self.generator = MapGenerator()
-        self.critic = Critic()
+        # critic_from_classifier: the critic starts as (a copy of) the trained classifier.
+        self.critic = Critic(copy.deepcopy(classifier))
         self.optim_g = torch.optim.Adam(self.generator.parameters(), lr=LR_G, betas=BETAS_GAN, eps=ADAM_EPS)
         self.optim_c = torch.optim.Adam(self.critic.parameters(), lr=LR_C, betas=BETAS_GAN, eps=ADAM_EPS)
 
     def __call__(self) -> None:
-        g, d = self.generator, self.critic
-        # Critic updates: real reference patches against x + M(x), the generator run without autograd.
+        g, d, rng = self.generator, self.critic, self.data.rng
+        # Critic updates: real reference patches against x + M(x), the generator run without autograd;
+        # both cut to random windows.
         for _ in range(N_CRITIC):
             real = self.data.draw("benign", BATCH, False)
             x = self.data.draw("malignant", BATCH, False)
             with torch.no_grad():
                 fake = x + g(x)
-            d.power_iteration(POWER_ITERATIONS)
-            d_real = d(real)
-            d_fake = d(fake)
+            d_real = d(random_crops(real, CRITIC_CROP, rng))
+            d_fake = d(random_crops(fake, CRITIC_CROP, rng))
             _gap = (d_real.mean() - d_fake.mean()).item()
             loss = F.relu(1.0 - d_real).mean() + F.relu(1.0 + d_fake).mean()
             critic_loss = loss.item()
@@ -351,13 +456,14 @@ class AttributionStep:
             self.optim_c.zero_grad(set_to_none=True)
             loss.backward()
             self.optim_c.step()
-        # Generator update through the frozen critic.
+        # Generator update through the frozen critic: non-saturating loss, L1 penalty on the gate.
         x = self.data.draw("malignant", BATCH, False)
-        m = g(x)
+        m, cost = g.forward_with_cost(x)
         for p in d.parameters():
             p.requires_grad_(False)
-        adversarial = -d(x + m).mean()
-        l1 = m.abs().mean()
+        d_fake = d(random_crops(x + m, CRITIC_CROP, rng))
+        adversarial = F.softplus(-d_fake).mean()
+        l1 = cost.abs().mean()
         loss = adversarial + l1 * L1_WEIGHT
         _values = (adversarial.item(), l1.item(), loss.item())
         self.optim_g.zero_grad(set_to_none=True)
@@ -461,11 +567,16 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(42)
     data = Patches(np.random.default_rng(42))
-    steps = {"classifier": ClassifierStep(data), "attribution": AttributionStep(data)}
+    # As the timing test: the classifier first (its warm-up steps train it), then the GAN, whose critic
+    # starts from a copy of it.
+    classifier = ClassifierStep(data)
+    for _ in range(args.warmup if "classifier" in models else 0):
+        classifier()
+    attribution = AttributionStep(data, classifier.model)
+    for _ in range(args.warmup if "attribution" in models else 0):
+        attribution()
+    steps = {"classifier": classifier, "attribution": attribution}
     steps = {k: v for k, v in steps.items() if k in models}
-    for step in steps.values():
-        for _ in range(args.warmup):
-            step()
 
     exe = None if args.torch_only else build_ours(args.ours_binary)
     ours: dict[str, list[float]] = {m: [] for m in steps}
@@ -506,8 +617,8 @@ def main() -> None:
         else:
             rows.append(f"| {m} | - | {t_med:.1f} / {t_best:.1f} | {ts_med:.1f} / {ts_best:.1f} | - |")
     what = {
-        "classifier": "one AdamW step",
-        "attribution": f"{N_CRITIC} critic + 1 generator Adam update",
+        "classifier": "one AdamW step, with the auxiliary mask head",
+        "attribution": f"{N_CRITIC} critic + 1 generator Adam update, critic from the classifier",
     }
     now = dt.datetime.now().strftime("%Y-%m-%d %H:%M")
     env = " ".join(f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith(("OMP_", "GOMP_", "KMP_", "MKL_")))

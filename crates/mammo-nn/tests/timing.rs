@@ -1,5 +1,9 @@
 //! Step timings at the default sizes (batch 32, 64 px, default channels). Not part of the suite:
 //! `cargo test --release -p mammo-nn --test timing -- --ignored --nocapture`.
+//!
+//! `step_timings_at_default_sizes` trains the classifier first, into the same run directory, so the
+//! attribution GAN's critic starts from it (`attribution.critic_from_classifier`, the default) rather
+//! than being the spectrally normalised one. `bench/train_step.py` times it against a PyTorch twin.
 
 mod common;
 
