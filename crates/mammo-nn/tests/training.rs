@@ -32,6 +32,8 @@ fn classifier_learns_easy_task_and_exports() {
     let mut config = tiny_config(40);
     config.set("train.lr", "0.003").unwrap();
     config.set("train.image_every", "20").unwrap();
+    // 40 steps: the default cosine schedule would spend them warming up and decaying.
+    config.set("classifier.schedule", "constant").unwrap();
     let mut rec = Recorder::default();
     let outcome = train_classifier(&run, &data, &config, &device(), &mut rec, &no_stop()).unwrap();
     let Outcome::Completed { steps: 40, weights_hash } = outcome else { panic!("{outcome:?}") };

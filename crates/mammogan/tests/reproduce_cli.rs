@@ -177,7 +177,7 @@ fn diff_shows_a_changed_config_value_and_environment_variable_causes_first() {
     let pos = |needle: &str| text.find(needle).unwrap_or_else(|| panic!("{needle} missing from:\n{text}"));
     assert!(pos("train.lr") < pos("effects"), "{text}");
     assert!(pos("env.MALLOC_ARENA_MAX") < pos("effects"), "{text}");
-    assert!(text.contains("0.001 -> 0.002") && text.contains("(unset) -> 2"), "{text}");
+    assert!(text.contains("0.003 -> 0.002") && text.contains("(unset) -> 2"), "{text}");
     assert!(pos("steps_per_s") > pos("effects"), "{text}");
     // Only what differs: the seed and the dataset are the same.
     assert!(!text.contains("train.seed") && !text.contains("content_hash"), "{text}");

@@ -107,7 +107,11 @@ pub fn train_classifier(
         let x = to_tensor(pixels, batch, size, device);
         let y = Tensor::<1>::from_data(TensorData::new(targets.clone(), [batch]), device);
         let (logits, aux_logits) = state.model.forward_with_aux(x, aux.is_some());
-        let mut loss = bce_with_logits(logits.clone(), y);
+        // "loss" in the logs is the classification loss alone: the auxiliary loss has a floor (cells
+        // a thin spicule only partly covers have fractional targets) and would hide its progress.
+        let bce = bce_with_logits(logits.clone(), y);
+        let loss_value = bce.clone().into_scalar::<f32>() as f64;
+        let mut loss = bce;
         if let Some(z) = aux_logits {
             let dims = z.dims();
             let t = Tensor::<4>::from_data(TensorData::new(masks, dims), device);
@@ -120,8 +124,8 @@ pub fn train_classifier(
             aux_sum += aux_loss.clone().into_scalar::<f32>() as f64;
             loss = loss + aux_loss.mul_scalar(cc.aux_weight);
         }
-        let loss_value = loss.clone().into_scalar::<f32>() as f64;
-        check_loss(CLASSIFIER, s + 1, "loss", loss_value, None)?;
+        let total_value = loss.clone().into_scalar::<f32>() as f64;
+        check_loss(CLASSIFIER, s + 1, "loss", total_value, None)?;
         let grads = GradientsParams::from_grads(loss.backward(), &state.model);
         let lr = cc.schedule.at(lr, s, total);
         state.model = state.optim.step(lr, state.model, grads);
