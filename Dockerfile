@@ -44,9 +44,20 @@ RUN set -eu; \
     mkdir -p /out/work; \
     strip --strip-debug -o /out/mammogan target/release/mammogan; \
     /out/mammogan --version
+# The image's provenance as a file, which the runtime stage copies first: a new revision then re-creates
+# every later layer. (buildah --layers keys LABEL and ENV steps on their text, not on the values of the
+# build arguments in them; a RUN step is keyed on those values.) After the compile, so it stays cached.
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+ARG CREATED=1970-01-01T00:00:00Z
+ARG IMAGE_NAME=mammogan:cpu
+ARG SOURCE=https://github.com/mammogan/mammogan
+RUN printf 'name=%s\nversion=%s\nrevision=%s\ncreated=%s\nsource=%s\n' \
+      "$IMAGE_NAME" "$VERSION" "$REVISION" "$CREATED" "$SOURCE" > /out/provenance
 
 # ---- runtime: the binary and libc/libgcc_s (all it links: `ldd` shows libc, libm, libgcc_s).
 FROM ${RUNTIME_BASE}
+COPY --from=build /out/provenance /usr/local/share/mammogan/provenance
 ARG VERSION=0.1.0
 ARG REVISION=unknown
 ARG CREATED=1970-01-01T00:00:00Z
