@@ -35,6 +35,8 @@ enum Command {
     Evaluate(commands::evaluate::Args),
     /// Score a whole mammogram and highlight malignancy features: overlay, heatmap, regions.
     Explain(commands::explain::Args),
+    /// HTTP inference: GET /ping, POST /invocations (SageMaker's contract; 127.0.0.1:8080 by default).
+    Serve(commands::serve::Args),
     /// Convert a mammogram (DICOM, PGM, PNG) into a 16-bit PNG of its values (or 8-bit with --voi).
     Convert(commands::convert::Args),
     /// Show an image's size, bits, photometric interpretation, transfer syntax, spacing, laterality, view.
@@ -60,6 +62,7 @@ fn main() -> ExitCode {
         Command::Train(a) => commands::train::run(a, &progress),
         Command::Evaluate(a) => commands::evaluate::run(a),
         Command::Explain(a) => commands::explain::run(a),
+        Command::Serve(a) => commands::serve::run(a),
         Command::Convert(a) => commands::convert::run(a),
         Command::Inspect(a) => commands::inspect::run(a),
         Command::Env(a) => commands::env::run(a),

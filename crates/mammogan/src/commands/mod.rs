@@ -10,5 +10,7 @@ pub mod phantom;
 pub mod prepare;
 pub mod quickstart;
 pub mod reproduce;
+pub mod sagemaker;
+pub mod serve;
 pub mod status;
 pub mod train;

@@ -72,6 +72,7 @@ pub fn run(args: Args, progress: &Progress) -> Result<()> {
         device,
         threads: args.threads.unwrap_or(original.run.threads),
         resume: false,
+        metric_lines: false,
     };
     train::train(&data, &out, &opts, progress).with_context(|| format!("reproducing {}", run.display()))?;
     drop(from_manifest);

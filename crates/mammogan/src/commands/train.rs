@@ -12,12 +12,17 @@ use crate::progress::Progress;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// A prepared DATASET directory (`mammogan prepare`).
-    #[arg(long)]
-    pub data: PathBuf,
+    /// A prepared DATASET directory (`mammogan prepare`). Left out (with --out) in SageMaker mode.
+    #[arg(long, requires = "out", conflicts_with = "sagemaker")]
+    pub data: Option<PathBuf>,
     /// The RUN directory to create (or continue, with --resume).
+    #[arg(long, requires = "data", conflicts_with = "sagemaker")]
+    pub out: Option<PathBuf>,
+    /// SageMaker mode: read /opt/ml/input (or $SAGEMAKER_BASE_DIR/input), checkpoint to
+    /// /opt/ml/checkpoints, write the model to /opt/ml/model (also chosen without this flag when
+    /// $SAGEMAKER_BASE_DIR is set or /opt/ml/input/config/hyperparameters.json exists).
     #[arg(long)]
-    pub out: PathBuf,
+    pub sagemaker: bool,
     #[command(flatten)]
     pub opts: TrainOpts,
 }
@@ -43,6 +48,9 @@ pub struct TrainOpts {
     /// Continue a killed or stopped run from its newest checkpoints, with its own config.toml.
     #[arg(long)]
     pub resume: bool,
+    /// Print a `METRIC step=N train.MODEL.NAME=VALUE; ...` line on stdout per logged step (SageMaker mode).
+    #[arg(skip)]
+    pub metric_lines: bool,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Default, PartialEq, Eq)]
@@ -84,13 +92,39 @@ pub fn stop_flag() -> Result<Arc<AtomicBool>> {
 }
 
 pub fn run(args: Args, progress: &Progress) -> Result<()> {
-    let summary = train(&args.data, &args.out, &args.opts, progress)?;
+    let (Some(data), Some(out)) = (&args.data, &args.out) else {
+        return match mammo_serve::sagemaker::Paths::training_requested(args.sagemaker) {
+            Some(paths) => crate::commands::sagemaker::train(&paths, &args.opts, progress),
+            None => bail!(
+                "train needs --data DATASET and --out RUN (or SageMaker mode: --sagemaker, $SAGEMAKER_BASE_DIR, or \
+                 /opt/ml/input/config/hyperparameters.json)"
+            ),
+        };
+    };
+    let summary = train(data, out, &args.opts, progress)?;
+    print_summary(&summary);
+    println!("run: {}", out.display());
+    Ok(())
+}
+
+/// One line per trained model: its steps and weight hash.
+pub fn print_summary(summary: &TrainSummary) {
     for (model, hash) in &summary.weights {
         println!("{model}: {} steps, weights blake3 {hash}", summary.steps[model]);
     }
-    println!("run: {}", args.out.display());
-    Ok(())
 }
+
+/// The error of a run stopped by SIGTERM/SIGINT (its checkpoint is saved), told apart from failures.
+#[derive(Debug)]
+pub struct Stopped(pub String);
+
+impl std::fmt::Display for Stopped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Stopped {}
 
 /// What a finished training reports.
 pub struct TrainSummary {
@@ -132,8 +166,19 @@ pub fn train(data: &Path, out: &Path, opts: &TrainOpts, progress: &Progress) -> 
     let manifest = new_manifest(&config, &config_toml, models, data, &dataset_info, out, &info, opts.resume);
     let mut writer = ManifestWriter::start(out, manifest)?;
     let mut stopped = false;
-    let result =
-        train_models(&run, &patches, &config, &device, &info, models, &stop, &mut writer, &mut stopped, progress);
+    let result = train_models(
+        &run,
+        &patches,
+        &config,
+        &device,
+        &info,
+        models,
+        &stop,
+        &mut writer,
+        &mut stopped,
+        progress,
+        opts.metric_lines,
+    );
     let (status, error) = match &result {
         Ok(_) => (Status::Finished, None),
         Err(e) if stopped => (Status::Killed, Some(crate::one_line(e))),
@@ -186,11 +231,13 @@ fn train_models(
     writer: &mut ManifestWriter,
     stopped: &mut bool,
     progress: &Progress,
+    metric_lines: bool,
 ) -> Result<TrainSummary> {
     let mut summary = TrainSummary { weights: Default::default(), steps: Default::default(), device: info.clone() };
     for &model in models {
         let resumed_at = mammo_nn::checkpoint::latest(run.root(), model)?.map(|c| c.state.step).unwrap_or(0);
         let mut observer = CliObserver::open(run, model, resumed_at, progress, writer)?;
+        observer.metric_lines = metric_lines;
         let outcome = match model {
             "classifier" => mammo_nn::train_classifier(run.root(), patches, config, device, &mut observer, stop),
             _ => mammo_nn::train_attribution(run.root(), patches, config, device, &mut observer, stop),
@@ -205,10 +252,11 @@ fn train_models(
             }
             Outcome::Stopped { step } => {
                 *stopped = true;
-                bail!(
+                return Err(Stopped(format!(
                     "{}: stopped by a signal at {model} step {step}; the checkpoint is saved, continue with --resume",
                     run.root().display()
-                )
+                ))
+                .into());
             }
         }
     }
@@ -223,6 +271,7 @@ struct CliObserver<'a> {
     jsonl: MetricsJsonl,
     tb: TensorBoardWriter,
     error: Option<anyhow::Error>,
+    metric_lines: bool,
 }
 
 impl<'a> CliObserver<'a> {
@@ -247,7 +296,7 @@ impl<'a> CliObserver<'a> {
             TensorBoardWriter::create(run.tensorboard(), model, WallTime::System)?
         };
         let bar = progress.bar(0, model);
-        Ok(CliObserver { model: model.to_string(), manifest, bar, jsonl, tb, error: None })
+        Ok(CliObserver { model: model.to_string(), manifest, bar, jsonl, tb, error: None, metric_lines: false })
     }
 
     fn keep<T, E: Into<anyhow::Error>>(&mut self, r: std::result::Result<T, E>) {
@@ -275,6 +324,11 @@ impl TrainObserver for CliObserver<'_> {
     fn scalars(&mut self, model: &str, step: u64, values: &[(&str, f64)]) {
         let r = self.jsonl.log(step, model, values);
         self.keep(r);
+        if self.metric_lines {
+            let named: Vec<(String, f64)> = values.iter().map(|(k, v)| (format!("train.{model}.{k}"), *v)).collect();
+            let line = mammo_serve::sagemaker::metric_line(&format!("step={step}"), &named);
+            self.bar.suspend(|| println!("{line}"));
+        }
         for (name, v) in values {
             self.manifest.metric(model, name, *v);
         }

@@ -1,0 +1,9 @@
+//! Serving mammogan's models: whole-mammogram inference ([`explain`]), the HTTP server ([`server`]) and
+//! the SageMaker container contract ([`sagemaker`]). Above `mammo-nn` and `mammo-run`, below the binary.
+
+pub mod explain;
+pub mod sagemaker;
+pub mod server;
+
+pub use explain::{ExplainError, ExplainResult, Explanation, RegionOut, explain_image};
+pub use server::{ServeOptions, check_bind, serve};
