@@ -478,7 +478,7 @@ mod tests {
         });
         let hp = Hyperparameters::parse(&v).unwrap();
         let c = hp.train_config().unwrap();
-        assert_eq!(c.train.steps, 20);
+        assert_eq!(c.train.steps, Some(20));
         assert_eq!(c.train.seed, 7);
         assert_eq!(hp.format, Some(Format::Phantom));
         assert_eq!(hp.models, Some(Models::Classifier));
