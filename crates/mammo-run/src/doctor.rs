@@ -9,8 +9,10 @@ use serde::Serialize;
 use crate::build_info::BuildInfo;
 use crate::environment::Environment;
 
-/// The oldest CUDA the driver must support for the `cuda` build (burn 0.22's CubeCL CUDA runtime).
-pub const MIN_CUDA: (u32, u32) = (12, 0);
+/// The oldest CUDA the driver must support for the `cuda` build: the CUDA image pins cudarc to the
+/// 12.6 API (`CUDARC_CUDA_VERSION=12060` in `Dockerfile.cuda`) and its kernels are PTX that the driver
+/// compiles, so a driver for CUDA 12.0-12.5 could not load them (Linux driver >= 560.28.03).
+pub const MIN_CUDA: (u32, u32) = (12, 6);
 /// Below this much memory, training at default sizes risks running out.
 pub const MIN_MEMORY_BYTES: u64 = 2 << 30;
 
@@ -322,7 +324,10 @@ mod tests {
         cuda.backends.push("cuda".into());
         env.cuda_driver_version = Some("11.8".into());
         assert_eq!(find(&checks(&env, &cuda, 8), "cuda_driver").verdict, Verdict::Fail);
+        // 12.4 is too old for the 12.6 PTX the CUDA image's kernels are built as.
         env.cuda_driver_version = Some("12.4".into());
+        assert_eq!(find(&checks(&env, &cuda, 8), "cuda_driver").verdict, Verdict::Fail);
+        env.cuda_driver_version = Some("12.8".into());
         assert_eq!(overall(&checks(&env, &cuda, 8)), Verdict::Ok);
         env.gpus.clear();
         assert_eq!(find(&checks(&env, &cuda, 8), "gpu").verdict, Verdict::Fail);
