@@ -5,9 +5,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+mod common;
+use common::wait_until;
 
 const BIN: &str = env!("CARGO_BIN_EXE_mammogan");
 
@@ -201,22 +203,13 @@ fn a_sigkilled_run_leaves_a_valid_manifest_that_status_reads() {
     let run = tmp.path().join("killed");
     let args = train_args(&ds, &run, 2000, &["--model", "classifier"]);
     let mut child = exe().args(&args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-    let start = Instant::now();
     // Wait until the manifest records a checkpoint (it is rewritten after each one).
-    loop {
-        let recorded = std::fs::read(run.join("manifest.json"))
+    wait_until(&mut child, "a checkpoint in the manifest", || {
+        std::fs::read(run.join("manifest.json"))
             .ok()
             .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-            .is_some_and(|m| m["outcome"]["last_checkpoint"].is_object());
-        if recorded {
-            break;
-        }
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("training ended ({status}) before its first checkpoint");
-        }
-        assert!(start.elapsed() < Duration::from_secs(120), "no checkpoint in the manifest after 120 s");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+            .is_some_and(|m| m["outcome"]["last_checkpoint"].is_object())
+    });
     child.kill().unwrap(); // SIGKILL: no chance to write anything
     assert!(!child.wait().unwrap().success());
 

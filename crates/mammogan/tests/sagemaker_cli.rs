@@ -4,34 +4,16 @@
 //! documented regexes read; failures land in `output/failure`; `checkpoints/` is resumed after SIGKILL
 //! with the weights of an uninterrupted run, and SIGTERM saves a checkpoint without a failure.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
-fn exe() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_mammogan"));
-    c.arg("--quiet");
-    c
-}
+mod common;
+use common::{exe, small_dataset, wait_for_checkpoint};
 
 fn ok(args: &[&str]) -> Output {
     let out = exe().args(args).output().unwrap();
     assert!(out.status.success(), "mammogan {args:?}:\n{}", String::from_utf8_lossy(&out.stderr));
     out
-}
-
-/// A small phantom and its prepared DATASET, shared by the tests of this file.
-fn dataset() -> &'static (tempfile::TempDir, PathBuf, PathBuf) {
-    static DATA: std::sync::OnceLock<(tempfile::TempDir, PathBuf, PathBuf)> = std::sync::OnceLock::new();
-    DATA.get_or_init(|| {
-        let tmp = tempfile::tempdir().unwrap();
-        let ph = tmp.path().join("phantom");
-        let ds = tmp.path().join("dataset");
-        let s = |p: &Path| p.to_str().unwrap().to_string();
-        ok(&["phantom", "--out", &s(&ph), "--cases", "40", "--seed", "3", "--width-mm", "80", "--spacing-mm", "0.4"]);
-        ok(&["prepare", "--format", "phantom", "--input", &s(&ph), "--out", &s(&ds), "--patch-size", "32"]);
-        (tmp, ph, ds)
-    })
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -106,7 +88,7 @@ fn hashes(stdout: &[u8]) -> Vec<String> {
 
 #[test]
 fn train_contract_writes_the_model_and_metric_lines() {
-    let (tmp, _, ds) = dataset();
+    let (tmp, _, ds) = small_dataset();
     let base = tmp.path().join("sm-ok");
     sm_tree(&base, tiny(4, "all"), Some(ds));
     let out = sm_train(&base).output().unwrap();
@@ -138,7 +120,7 @@ fn train_contract_writes_the_model_and_metric_lines() {
     }
     assert!(stdout.lines().any(|l| l.starts_with("METRIC split=test ")), "{stdout}");
     // The exported model is what explain loads.
-    let (_, ph, _) = dataset();
+    let (_, ph, _) = small_dataset();
     let image = std::fs::read_dir(ph.join("images")).unwrap().map(|e| e.unwrap().path()).min().unwrap();
     let ex = tmp.path().join("sm-explain");
     ok(&["explain", base.join("model").to_str().unwrap(), image.to_str().unwrap(), "--out", ex.to_str().unwrap()]);
@@ -146,7 +128,7 @@ fn train_contract_writes_the_model_and_metric_lines() {
 
 #[test]
 fn raw_channel_data_is_prepared_with_the_format_hyperparameter() {
-    let (tmp, ph, _) = dataset();
+    let (tmp, ph, _) = small_dataset();
     let base = tmp.path().join("sm-raw");
     let mut hp = tiny(2, "classifier");
     hp["prepare.patch_size"] = "32".into();
@@ -172,7 +154,7 @@ fn raw_channel_data_is_prepared_with_the_format_hyperparameter() {
 
 #[test]
 fn failures_write_a_one_line_reason_and_exit_non_zero() {
-    let (tmp, _, ds) = dataset();
+    let (tmp, _, ds) = small_dataset();
     let cases: Vec<(&str, serde_json::Value, bool, &str)> = vec![
         ("bad-value", serde_json::json!({"train.steps": "many"}), true, "train.steps"),
         ("unknown-config-key", serde_json::json!({"train.stepz": "3"}), true, "train.stepz"),
@@ -207,27 +189,9 @@ fn failures_write_a_one_line_reason_and_exit_non_zero() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--data"));
 }
 
-fn wait_for_checkpoint(base: &Path, model: &str, child: &mut std::process::Child) {
-    let dir = base.join("checkpoints/checkpoints").join(model);
-    let start = Instant::now();
-    loop {
-        let done = std::fs::read_dir(&dir)
-            .map(|d| d.filter_map(|e| e.ok()).any(|e| e.file_name().to_string_lossy().starts_with("step-")))
-            .unwrap_or(false);
-        if done {
-            return;
-        }
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("training ended ({status}) before its first checkpoint");
-        }
-        assert!(start.elapsed() < Duration::from_secs(120), "no checkpoint after 120 s");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn checkpoints_resume_after_sigkill_and_sigterm_is_no_failure() {
-    let (tmp, _, ds) = dataset();
+    let (tmp, _, ds) = small_dataset();
     let full = tmp.path().join("sm-full");
     sm_tree(&full, tiny(40, "attribution"), Some(ds));
     let reference = sm_train(&full).output().unwrap();
@@ -236,7 +200,7 @@ fn checkpoints_resume_after_sigkill_and_sigterm_is_no_failure() {
     let killed = tmp.path().join("sm-killed");
     sm_tree(&killed, tiny(40, "attribution"), Some(ds));
     let mut child = sm_train(&killed).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-    wait_for_checkpoint(&killed, "attribution", &mut child);
+    wait_for_checkpoint(&killed.join("checkpoints/checkpoints"), "attribution", &mut child);
     child.kill().unwrap();
     assert!(!child.wait().unwrap().success());
     assert!(!killed.join("model/model").exists());
@@ -261,7 +225,7 @@ fn checkpoints_resume_after_sigkill_and_sigterm_is_no_failure() {
     let term = tmp.path().join("sm-term");
     sm_tree(&term, tiny(400, "attribution"), Some(ds));
     let mut child = sm_train(&term).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
-    wait_for_checkpoint(&term, "attribution", &mut child);
+    wait_for_checkpoint(&term.join("checkpoints/checkpoints"), "attribution", &mut child);
     assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));

@@ -2,15 +2,11 @@
 //! ends with the weights of an uninterrupted run, SIGTERM saves a checkpoint, TensorBoard's own reader
 //! reads our event files, and no identifying attribute of the phantom reaches any output.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
-fn exe() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_mammogan"));
-    c.arg("--quiet");
-    c
-}
+mod common;
+use common::{exe, small_dataset, wait_for_checkpoint};
 
 fn ok(args: &[&str]) -> Output {
     let out = exe().args(args).output().unwrap();
@@ -21,20 +17,6 @@ fn ok(args: &[&str]) -> Output {
         String::from_utf8_lossy(&out.stderr)
     );
     out
-}
-
-/// A small prepared phantom, shared by the tests of this file (built once per test process).
-fn dataset() -> &'static (tempfile::TempDir, PathBuf, PathBuf) {
-    static DATA: std::sync::OnceLock<(tempfile::TempDir, PathBuf, PathBuf)> = std::sync::OnceLock::new();
-    DATA.get_or_init(|| {
-        let tmp = tempfile::tempdir().unwrap();
-        let ph = tmp.path().join("phantom");
-        let ds = tmp.path().join("dataset");
-        let s = |p: &Path| p.to_str().unwrap().to_string();
-        ok(&["phantom", "--out", &s(&ph), "--cases", "40", "--seed", "3", "--width-mm", "80", "--spacing-mm", "0.4"]);
-        ok(&["prepare", "--format", "phantom", "--input", &s(&ph), "--out", &s(&ds), "--patch-size", "32"]);
-        (tmp, ph, ds)
-    })
 }
 
 const TINY: [&str; 12] = [
@@ -65,27 +47,9 @@ fn hashes(stdout: &[u8]) -> Vec<String> {
     String::from_utf8_lossy(stdout).lines().filter(|l| l.contains("weights blake3")).map(|l| l.to_string()).collect()
 }
 
-fn wait_for_checkpoint(run: &Path, model: &str, child: &mut std::process::Child) {
-    let dir = run.join("checkpoints").join(model);
-    let start = Instant::now();
-    loop {
-        let done = std::fs::read_dir(&dir)
-            .map(|d| d.filter_map(|e| e.ok()).any(|e| e.file_name().to_string_lossy().starts_with("step-")))
-            .unwrap_or(false);
-        if done {
-            return;
-        }
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("training ended ({status}) before its first checkpoint");
-        }
-        assert!(start.elapsed() < Duration::from_secs(120), "no checkpoint after 120 s");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn sigkill_then_resume_equals_an_uninterrupted_run() {
-    let (tmp, _, ds) = dataset();
+    let (tmp, _, ds) = small_dataset();
     let ds = ds.to_str().unwrap();
     let full = tmp.path().join("run-full");
     let args = train_args(ds, full.to_str().unwrap(), "40", &["--model", "attribution"]);
@@ -94,7 +58,7 @@ fn sigkill_then_resume_equals_an_uninterrupted_run() {
     let killed = tmp.path().join("run-killed");
     let args = train_args(ds, killed.to_str().unwrap(), "40", &["--model", "attribution"]);
     let mut child = exe().args(&args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-    wait_for_checkpoint(&killed, "attribution", &mut child);
+    wait_for_checkpoint(&killed.join("checkpoints"), "attribution", &mut child);
     child.kill().unwrap(); // SIGKILL: no chance to clean up
     let status = child.wait().unwrap();
     assert!(!status.success(), "the run was meant to be killed mid-way");
@@ -120,11 +84,11 @@ fn sigkill_then_resume_equals_an_uninterrupted_run() {
 
 #[test]
 fn sigterm_saves_a_checkpoint_and_exits() {
-    let (tmp, _, ds) = dataset();
+    let (tmp, _, ds) = small_dataset();
     let run = tmp.path().join("run-term");
     let args = train_args(ds.to_str().unwrap(), run.to_str().unwrap(), "400", &["--model", "attribution"]);
     let mut child = exe().args(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    wait_for_checkpoint(&run, "attribution", &mut child);
+    wait_for_checkpoint(&run.join("checkpoints"), "attribution", &mut child);
     let pid = child.id().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     let out = child.wait_with_output().unwrap();
@@ -141,7 +105,7 @@ fn sigterm_saves_a_checkpoint_and_exits() {
 
 #[test]
 fn train_evaluate_explain_write_what_they_promise_and_nothing_identifying() {
-    let (tmp, ph, ds) = dataset();
+    let (tmp, ph, ds) = small_dataset();
     let run = tmp.path().join("run-all");
     let args = train_args(ds.to_str().unwrap(), run.to_str().unwrap(), "6", &[]);
     let out = ok(&args.iter().map(|s| s.as_str()).collect::<Vec<_>>());
