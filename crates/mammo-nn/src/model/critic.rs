@@ -45,11 +45,6 @@ impl Critic {
         Critic { spectral: None, classifier: Some(classifier) }
     }
 
-    /// Whether this critic started from the classifier.
-    pub fn is_from_classifier(&self) -> bool {
-        self.classifier.is_some()
-    }
-
     /// Advances the spectral norm estimates (once per critic update, before its forward); nothing for a
     /// critic from the classifier.
     pub fn power_iteration(&mut self, iterations: usize) {
