@@ -244,8 +244,8 @@ pub fn counterfactual_drop(p_before: &[f64], p_after: &[f64]) -> f64 {
 /// Aggregation rules:
 /// - `pxap`: pooled over all in-breast pixels of all patches ([`PxapAccumulator`]).
 /// - `ncc`: the mean over patches where it is defined (see [`ncc`]).
-/// - `pointing_game`: the hit rate, and `energy_in_mask`: the mean, both over patches whose mask is
-///   non-empty (with no target there is nothing to point at).
+/// - `pointing_game`: the hit rate over patches whose lesion mask is non-empty, and `energy_in_mask`:
+///   the mean over patches whose target mask is non-empty (with no target there is nothing to point at).
 /// - `counterfactual_drop`: the mean over patches added with probabilities.
 /// - `n`: every patch added.
 ///
@@ -256,6 +256,7 @@ pub struct MapMetricsAccumulator {
     ncc_sum: f64,
     ncc_n: usize,
     hits: usize,
+    pointed_n: usize,
     energy_sum: f64,
     targeted_n: usize,
     drop_sum: f64,
@@ -269,21 +270,34 @@ impl MapMetricsAccumulator {
         Self::default()
     }
 
-    /// Adds one patch. `probabilities` is `Some((P(malignant | x), P(malignant | x + m)))` where the
-    /// method has a counterfactual (the attribution GAN), `None` otherwise (plain saliency).
+    /// Adds one patch: its map, the target `mask` of PxAP, NCC and energy (the malignancy features where
+    /// the data has them, else the lesion), the `lesion` mask the pointing game aims at (body and
+    /// spicules, as the issue defines it), and `valid`, the in-breast pixels. `probabilities` is
+    /// `Some((P(malignant | x), P(malignant | x + m)))` where the method has a counterfactual (the
+    /// attribution GAN), `None` otherwise (plain saliency).
     ///
     /// # Panics
     /// If the three rasters differ in length.
-    pub fn add_patch(&mut self, map: &[f32], mask: &[u8], valid: &[u8], probabilities: Option<(f64, f64)>) {
+    pub fn add_patch(
+        &mut self,
+        map: &[f32],
+        mask: &[u8],
+        lesion: &[u8],
+        valid: &[u8],
+        probabilities: Option<(f64, f64)>,
+    ) {
         self.pxap.add_patch(map, mask, valid);
         if let Some(r) = ncc(map, mask) {
             self.ncc_sum += r;
             self.ncc_n += 1;
         }
         if mask.iter().any(|&t| t != 0) {
-            self.hits += usize::from(pointing_game(map, mask));
             self.energy_sum += energy_in_mask(map, mask);
             self.targeted_n += 1;
+        }
+        if lesion.iter().any(|&t| t != 0) {
+            self.hits += usize::from(pointing_game(map, lesion));
+            self.pointed_n += 1;
         }
         if let Some((before, after)) = probabilities {
             self.drop_sum += before - after;
@@ -299,7 +313,7 @@ impl MapMetricsAccumulator {
         MapMetrics {
             pxap: self.pxap.average_precision().unwrap_or(f64::NAN),
             ncc: mean(self.ncc_sum, self.ncc_n),
-            pointing_game: mean(self.hits as f64, self.targeted_n),
+            pointing_game: mean(self.hits as f64, self.pointed_n),
             energy_in_mask: mean(self.energy_sum, self.targeted_n),
             counterfactual_drop: mean(self.drop_sum, self.drop_n),
             n: self.n,
@@ -441,14 +455,17 @@ mod tests {
         let mut acc = MapMetricsAccumulator::new();
         let valid = [1u8; 4];
         // Patch 1: hit, energy 1, ncc 1.
-        acc.add_patch(&[0.0, 1.0, 0.0, 1.0], &[0, 1, 0, 1], &valid, Some((0.9, 0.2)));
+        acc.add_patch(&[0.0, 1.0, 0.0, 1.0], &[0, 1, 0, 1], &[0, 1, 0, 1], &valid, Some((0.9, 0.2)));
         // Patch 2: miss (the maximum is pixel 0), energy 0.25 (1 of 4).
-        acc.add_patch(&[3.0, 1.0, 0.0, 0.0], &[0, 1, 0, 0], &valid, Some((0.7, 0.6)));
+        acc.add_patch(&[3.0, 1.0, 0.0, 0.0], &[0, 1, 0, 0], &[0, 1, 1, 0], &valid, Some((0.7, 0.6)));
         // Patch 3: empty mask → counts in n and PxAP only; no probabilities.
-        acc.add_patch(&[0.5, 0.5, 0.5, 0.5], &[0, 0, 0, 0], &valid, None);
+        acc.add_patch(&[0.5, 0.5, 0.5, 0.5], &[0, 0, 0, 0], &[0, 0, 0, 0], &valid, None);
+        // Patch 4: no feature target, but a lesion: the maximum (pixel 2) is inside the lesion, so it
+        // counts as a hit for the pointing game, and in nothing else but n and PxAP.
+        acc.add_patch(&[0.0, 0.1, 0.9, 0.0], &[0, 0, 0, 0], &[0, 0, 1, 1], &valid, None);
         let m = acc.finish();
-        assert_eq!(m.n, 3);
-        assert!(close(m.pointing_game, 0.5));
+        assert_eq!(m.n, 4);
+        assert!(close(m.pointing_game, 2.0 / 3.0));
         assert!(close(m.energy_in_mask, (1.0 + 0.25) / 2.0));
         let ncc2 = ncc(&[3.0, 1.0, 0.0, 0.0], &[0, 1, 0, 0]).unwrap();
         assert!(close(m.ncc, (1.0 + ncc2) / 2.0));
@@ -457,6 +474,7 @@ mod tests {
         pooled.add_patch(&[0.0, 1.0, 0.0, 1.0], &[0, 1, 0, 1], &valid);
         pooled.add_patch(&[3.0, 1.0, 0.0, 0.0], &[0, 1, 0, 0], &valid);
         pooled.add_patch(&[0.5; 4], &[0; 4], &valid);
+        pooled.add_patch(&[0.0, 0.1, 0.9, 0.0], &[0; 4], &valid);
         assert_eq!(m.pxap, pooled.average_precision().unwrap());
 
         let empty = MapMetricsAccumulator::new().finish();

@@ -169,8 +169,8 @@ fn render_sample_report() {
     for (k, p) in patches.iter().enumerate() {
         let p_before = 0.95 - 0.02 * k as f64;
         let p_after = 0.1 + 0.06 * k as f64;
-        attribution.add_patch(&p.attribution, &p.mask, &p.valid, Some((p_before, p_after)));
-        saliency.add_patch(&p.saliency, &p.mask, &p.valid, None);
+        attribution.add_patch(&p.attribution, &p.mask, &p.mask, &p.valid, Some((p_before, p_after)));
+        saliency.add_patch(&p.saliency, &p.mask, &p.mask, &p.valid, None);
         let r = ncc(&p.attribution, &p.mask).unwrap();
         rows.push((
             r,

@@ -6,6 +6,7 @@
 //!   checkpoint, reports to a [`TrainObserver`] and ends by exporting to `RUN/model/`.
 //! - [`model`]: the classifier (residual CNN), the map generator (U-Net) and the spectrally normalised
 //!   critic.
+//! - [`kernels`]: the models' convolution and (leaky) ReLU as a burn backend extension, fast on flex.
 //! - [`inference`]: [`Models`] loads `RUN/model/` and scores, maps and saliency-maps patches.
 //!
 //! Invariants:
@@ -29,6 +30,7 @@ pub mod device;
 pub mod error;
 pub mod export;
 pub mod inference;
+pub mod kernels;
 pub mod metrics;
 pub mod model;
 pub mod observer;

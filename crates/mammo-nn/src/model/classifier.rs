@@ -2,8 +2,8 @@
 //! (P(malignant) = sigmoid(logit)). It is also the scorer for explain and the source of the
 //! gradient-saliency baseline.
 
+use crate::kernels::leaky_relu;
 use burn::module::Module;
-use burn::tensor::activation::relu;
 use burn::tensor::module::avg_pool2d;
 use burn::tensor::ops::AvgPoolOptions;
 use burn::tensor::{Device, Tensor};
@@ -46,9 +46,9 @@ impl ResBlock {
             Some(s) => s.forward(x.clone()),
             None => x.clone(),
         };
-        let h = relu(self.norm1.forward(self.conv1.forward(x)));
+        let h = leaky_relu(self.norm1.forward(self.conv1.forward(x)), 0.0);
         let h = self.norm2.forward(self.conv2.forward(h));
-        relu(h + skip)
+        leaky_relu(h + skip, 0.0)
     }
 }
 

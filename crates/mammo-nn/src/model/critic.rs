@@ -14,8 +14,8 @@
 //!   autodiff only. Global *sum* pooling, as in Miyato's discriminators: a mean over the final cells
 //!   would shrink every score towards 0, far inside the hinge loss's margin of 1.
 
+use crate::kernels::leaky_relu;
 use burn::module::Module;
-use burn::tensor::activation::leaky_relu;
 use burn::tensor::{Device, Tensor};
 
 use super::classifier::Classifier;

@@ -8,12 +8,10 @@
 //! values come from `rng::stream(seed, model, "init/<path>")` and its id from `stable_id(model, path)`.
 
 use burn::module::{Module, Param, ParamId};
-use burn::tensor::activation::leaky_relu;
-use burn::tensor::module::conv2d;
-use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::Rng;
 
+use crate::kernels::leaky_relu;
 use crate::rng::{stable_id, stream};
 
 /// Where a model's parameters come from: the run's seed, the model's name, the device.
@@ -94,8 +92,7 @@ impl Conv {
 }
 
 fn conv_same(x: Tensor<4>, weight: Tensor<4>, bias: Tensor<1>, stride: usize) -> Tensor<4> {
-    let k = weight.dims()[2];
-    conv2d(x, weight, Some(bias), ConvOptions::new([stride, stride], [k / 2, k / 2], [1, 1], 1))
+    crate::kernels::conv_same(x, weight, bias, stride)
 }
 
 /// Group normalisation with a learned scale and shift per channel.
@@ -126,16 +123,24 @@ impl GroupNorm {
 
     /// Normalises `[n, c, h, w]` over each group's channels and pixels.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        if let Some(y) =
+            crate::kernels::group_norm(&x, &self.gamma.val(), &self.beta.val(), self.groups, GROUP_NORM_EPS)
+        {
+            return y;
+        }
         let [n, c, h, w] = x.dims();
         let g = self.groups;
         let grouped = x.reshape([n, g, (c / g) * h * w]);
         let mean = grouped.clone().mean_dim(2);
         let centred = grouped - mean;
         let var = centred.clone().square().mean_dim(2);
-        let normed = (centred / var.add_scalar(1e-5).sqrt()).reshape([n, c, h, w]);
+        let normed = (centred / var.add_scalar(GROUP_NORM_EPS as f64).sqrt()).reshape([n, c, h, w]);
         normed * self.gamma.val().reshape([1, c, 1, 1]) + self.beta.val().reshape([1, c, 1, 1])
     }
 }
+
+/// Added to the variance of [`GroupNorm`].
+const GROUP_NORM_EPS: f32 = 1e-5;
 
 /// Conv -> GroupNorm -> LeakyReLU(0.2): the unit of the U-Net and the classifier stem.
 #[derive(Module, Debug)]

@@ -108,24 +108,27 @@ pub fn evaluate(
         Some(m) => Some(models.predict(&x.iter().zip(m).map(|(a, b)| a + b).collect::<Vec<_>>(), malignant.len())?),
         None => None,
     };
-    let targets: Vec<(Vec<u8>, Vec<u8>)> = malignant
+    // Per malignant patch: the target of PxAP, NCC and energy (the malignancy features where the data
+    // has them, else the lesion), the lesion itself (what the pointing game aims at), the breast.
+    let targets: Vec<(Vec<u8>, Vec<u8>, Vec<u8>)> = malignant
         .iter()
         .map(|&i| {
             let m = patches.mask(i);
             let has_features = m.iter().any(|v| v & MASK_MALIGNANCY != 0);
             let bit = if has_features { MASK_MALIGNANCY } else { MASK_LESION };
-            (m.iter().map(|v| (v & bit != 0) as u8).collect(), m.iter().map(|v| (v & MASK_BREAST != 0) as u8).collect())
+            let plane = |bit: u8| m.iter().map(|v| (v & bit != 0) as u8).collect::<Vec<u8>>();
+            (plane(bit), plane(MASK_LESION), plane(MASK_BREAST))
         })
         .collect();
     let map_metrics = |maps: &[f32], with_probs: bool| -> MapMetrics {
         let mut acc = MapMetricsAccumulator::new();
-        for (k, (mask, valid)) in targets.iter().enumerate() {
+        for (k, (mask, lesion, valid)) in targets.iter().enumerate() {
             let abs: Vec<f32> = maps[k * s2..(k + 1) * s2].iter().map(|v| v.abs()).collect();
             let probs = match (&p_after, with_probs) {
                 (Some(pa), true) => Some((p_before[k] as f64, pa[k] as f64)),
                 _ => None,
             };
-            acc.add_patch(&abs, mask, valid, probs);
+            acc.add_patch(&abs, mask, lesion, valid, probs);
         }
         acc.finish()
     };
@@ -210,7 +213,7 @@ fn gallery(
     maps: &[f32],
     p_before: &[f32],
     p_after: &[f32],
-    targets: &[(Vec<u8>, Vec<u8>)],
+    targets: &[(Vec<u8>, Vec<u8>, Vec<u8>)],
     size: usize,
     eval_dir: &Path,
 ) -> Result<Vec<GallerySection>> {
