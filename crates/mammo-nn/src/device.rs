@@ -2,9 +2,9 @@
 //! `--features cuda`.
 //!
 //! On flex, results are bit-identical from run to run *and across thread counts*: the parallel kernels
-//! split work over output elements (batch, tiles, rows), never a floating-point sum over threads, so
-//! the thread count changes speed, not numbers (the tests check 1 vs 2 threads). CUDA kernels make no
-//! such promise.
+//! split work over output elements (batch, tiles, rows), never a floating-point sum over threads (our
+//! own kernels in `kernels/` add per-sample parts in sample order), so the thread count changes speed,
+//! not numbers (the tests check 1 vs 2 threads). CUDA kernels make no such promise.
 
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};

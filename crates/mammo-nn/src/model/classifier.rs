@@ -2,7 +2,7 @@
 //! (P(malignant) = sigmoid(logit)). It is also the scorer for explain and the source of the
 //! gradient-saliency baseline.
 
-use crate::kernels::leaky_relu;
+use crate::kernels::relu;
 use burn::module::Module;
 use burn::tensor::module::avg_pool2d;
 use burn::tensor::ops::AvgPoolOptions;
@@ -46,9 +46,9 @@ impl ResBlock {
             Some(s) => s.forward(x.clone()),
             None => x.clone(),
         };
-        let h = leaky_relu(self.norm1.forward(self.conv1.forward(x)), 0.0);
+        let h = relu(self.norm1.forward(self.conv1.forward(x)));
         let h = self.norm2.forward(self.conv2.forward(h));
-        leaky_relu(h + skip, 0.0)
+        relu(h + skip)
     }
 }
 

@@ -1,0 +1,377 @@
+//! The models' most expensive operations on flex, as a burn backend extension with flex implementations
+//! of their forward passes and gradients: the 2-D convolution ("same" padding, square odd kernel), group
+//! normalisation and the (leaky) ReLU.
+//!
+//! Why: convolutions were 80-86 % of a training step on flex (`bench/RESULTS.md`), and most of that was
+//! not arithmetic. burn-flex runs every conv2d as a 3-D convolution that first transposes the whole
+//! input to channels-last on the calling thread, fills im2col tiles one float at a time, and scatters
+//! the GEMM result back; it has no weight gradient of its own, so burn's generic one runs a second
+//! convolution over batch/channel-swapped copies with a GEMM whose N is 9. Here each sample is one
+//! GEMM on channels-first data: im2col rows are shifted copies of input rows (whole `memcpy` runs at
+//! stride 1), the product lands straight in the output, and samples run in parallel.
+//!
+//! Determinism (the flex promise of `device.rs`): every output element is computed by the same
+//! sequence of operations whatever the thread count. Samples are independent in the forward pass and
+//! the input gradient; the weight gradient sums per-sample partial products in sample order, and each
+//! GEMM runs single-threaded inside its sample's task.
+//!
+//! The (leaky) ReLU: burn's autodiff has no node of its own for `leaky_relu`, so it ran as a
+//! comparison, a scaled copy and a `mask_where`, and its backward as two more `mask_where`s over fresh
+//! tensors, all on the calling thread: 12 % of a step's CPU after the convolutions were fixed. Here it
+//! is one parallel, vectorised pass forward and one backward.
+//!
+//! Group norm: composed of burn's operations it is ten passes forward (reshape, mean, subtract,
+//! square, mean, add, sqrt, divide, scale, shift) and as many backward, each a fresh tensor. Here it is
+//! one pass forward and two backward per (sample, group), sums in f64.
+//!
+//! Other backends (CUDA) and other dtypes keep burn's own operations: [`conv_same`], [`group_norm`]
+//! and [`leaky_relu`] only route flex float32 tensors here. The flex kernels live in `conv.rs`,
+//! `group_norm.rs` and `elementwise.rs`; this module holds the extension trait, the wrappers the
+//! layers call and the autodiff nodes.
+
+use burn::backend::autodiff::NodeId;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::flex::{FlexTensor, Layout};
+use burn::backend::ops::{ActivationOps, ConvOptions, FloatTensorOps, ModuleOps};
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{
+    Autodiff, AutodiffBackend, Backend, Dispatch, Flex, TensorMetadata, backend_extension, get_or_init_device_settings,
+};
+use burn::tensor::{DType, Device, Shape, Tensor};
+
+mod conv;
+mod elementwise;
+mod group_norm;
+#[cfg(test)]
+mod tests;
+
+/// The convolution, group norm and (leaky) ReLU with their gradients, as backend operations.
+///
+/// Where a default body is given it is burn's own operations, so a backend that has nothing better
+/// (and `Autodiff`, for the gradient operations, which are never differentiated) inherits it.
+#[backend_extension(Flex, Autodiff)]
+pub trait Kernels: Backend {
+    /// `x [n, c, h, w]`, `w [o, c, k, k]`, `b [o]` -> `[n, o, h', w']`.
+    fn conv_same(x: FloatTensor<Self>, w: FloatTensor<Self>, b: FloatTensor<Self>, stride: usize) -> FloatTensor<Self> {
+        let k = w.shape()[2];
+        Self::conv2d(x, w, Some(b), options(k, stride))
+    }
+
+    /// The gradient with respect to `x` (whose shape it takes from `x`).
+    fn conv_same_x_grad(
+        x: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        dy: FloatTensor<Self>,
+        stride: usize,
+    ) -> FloatTensor<Self> {
+        let k = w.shape()[2];
+        Self::conv2d_x_backward(x, w, dy, options(k, stride))
+    }
+
+    /// The gradient with respect to `w`.
+    fn conv_same_w_grad(
+        x: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        dy: FloatTensor<Self>,
+        stride: usize,
+    ) -> FloatTensor<Self> {
+        let k = w.shape()[2];
+        Self::conv2d_weight_backward(x, w, dy, options(k, stride))
+    }
+
+    /// The gradient with respect to `b`.
+    fn conv_same_b_grad(x: FloatTensor<Self>, b: FloatTensor<Self>, dy: FloatTensor<Self>) -> FloatTensor<Self> {
+        Self::conv2d_bias_backward(x, b, dy)
+    }
+
+    /// Group normalisation of `x [n, c, h, w]` over each sample's `groups` groups of channels, then
+    /// `* gamma[c] + beta[c]`; variance biased, `eps` added to it. Float32 only.
+    fn group_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        groups: usize,
+        eps: f32,
+    ) -> FloatTensor<Self>;
+
+    /// The gradients of [`Kernels::group_norm`] with respect to `x`, `gamma` and `beta`.
+    fn group_norm_grad(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        dy: FloatTensor<Self>,
+        groups: usize,
+        eps: f32,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+
+    /// `x` where `x > 0`, else `slope * x` (`slope` 0: the ReLU).
+    fn leaky_relu_fused(x: FloatTensor<Self>, slope: f32) -> FloatTensor<Self> {
+        <Self as ActivationOps<Self>>::leaky_relu(x, slope.into())
+    }
+
+    /// The gradient of [`Kernels::leaky_relu_fused`]: `dy` where `x > 0`, else `slope * dy`.
+    fn leaky_relu_fused_grad(x: FloatTensor<Self>, dy: FloatTensor<Self>, slope: f32) -> FloatTensor<Self> {
+        let bool_dtype = get_or_init_device_settings::<Self>(&x.device()).bool_dtype;
+        let positive = Self::float_greater_elem(x, 0f32.into(), bool_dtype);
+        let scaled = Self::float_mul_scalar(dy.clone(), slope.into());
+        Self::float_mask_where(scaled, positive, dy)
+    }
+}
+
+fn options(k: usize, stride: usize) -> ConvOptions<2> {
+    ConvOptions::new([stride, stride], [k / 2, k / 2], [1, 1], 1)
+}
+
+/// `[n, c, h, w]` -> `[n, o, h', w']`: the convolution of [`Kernels::conv_same`], through the flex
+/// kernels below when `x` lives on flex, else burn's `conv2d`.
+pub fn conv_same(x: Tensor<4>, weight: Tensor<4>, bias: Tensor<1>, stride: usize) -> Tensor<4> {
+    let k = weight.dims()[2];
+    if on_flex(&x.device()) && x.dtype() == DType::F32 && k % 2 == 1 {
+        let y =
+            <Dispatch as Kernels>::conv_same(x.into_dispatch(), weight.into_dispatch(), bias.into_dispatch(), stride);
+        Tensor::from_dispatch(y)
+    } else {
+        burn::tensor::module::conv2d(x, weight, Some(bias), options(k, stride))
+    }
+}
+
+/// `max(x, 0)`: [`leaky_relu`] with slope 0.
+pub fn relu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    leaky_relu(x, 0.0)
+}
+
+/// `x` where `x > 0`, else `slope * x`: [`Kernels::leaky_relu_fused`] on flex, burn's `leaky_relu` (or
+/// `relu` for slope 0) elsewhere.
+pub fn leaky_relu<const D: usize>(x: Tensor<D>, slope: f32) -> Tensor<D> {
+    if on_flex(&x.device()) && x.dtype() == DType::F32 {
+        Tensor::from_dispatch(<Dispatch as Kernels>::leaky_relu_fused(x.into_dispatch(), slope))
+    } else if slope == 0.0 {
+        burn::tensor::activation::relu(x)
+    } else {
+        burn::tensor::activation::leaky_relu(x, slope as f64)
+    }
+}
+
+/// Group normalisation (see [`Kernels::group_norm`]) on flex float32 tensors; `None` elsewhere, for
+/// the caller to compose it from burn's operations.
+pub fn group_norm(x: &Tensor<4>, gamma: &Tensor<1>, beta: &Tensor<1>, groups: usize, eps: f32) -> Option<Tensor<4>> {
+    if !on_flex(&x.device()) || x.dtype() != DType::F32 {
+        return None;
+    }
+    let (x, gamma, beta) = (x.clone().into_dispatch(), gamma.clone().into_dispatch(), beta.clone().into_dispatch());
+    Some(Tensor::from_dispatch(<Dispatch as Kernels>::group_norm(x, gamma, beta, groups, eps)))
+}
+
+fn on_flex(device: &Device) -> bool {
+    device.clone().inner() == Device::flex()
+}
+
+// ---- Autodiff: the forward on the inner backend, and a backward node that calls the gradient ops.
+
+impl<B: Backend + Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
+    fn conv_same(x: FloatTensor<Self>, w: FloatTensor<Self>, b: FloatTensor<Self>, stride: usize) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct ConvSame;
+
+        impl<B: Backend + Kernels> Backward<B, 3> for ConvSame {
+            type State = (NodeId, NodeId, NodeId, usize);
+
+            fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
+                let [node_x, node_w, node_b] = ops.parents;
+                let dy = grads.consume::<B>(&ops.node);
+                let (x_state, w_state, b_state, stride) = ops.state;
+                let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(x_state);
+                let w = checkpointer.retrieve_node_output::<FloatTensor<B>>(w_state);
+                let b = checkpointer.retrieve_node_output::<FloatTensor<B>>(b_state);
+                if let Some(node) = node_x {
+                    grads.register::<B>(node.id, B::conv_same_x_grad(x.clone(), w.clone(), dy.clone(), stride));
+                }
+                if let Some(node) = node_w {
+                    grads.register::<B>(node.id, B::conv_same_w_grad(x.clone(), w, dy.clone(), stride));
+                }
+                if let Some(node) = node_b {
+                    grads.register::<B>(node.id, B::conv_same_b_grad(x, b, dy));
+                }
+            }
+        }
+
+        match ConvSame.prepare::<C>([x.node(), w.node(), b.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(mut prep) => {
+                let state = (prep.checkpoint(&x), prep.checkpoint(&w), prep.checkpoint(&b), stride);
+                prep.finish(state, B::conv_same(x.into_primitive(), w.into_primitive(), b.into_primitive(), stride))
+            }
+            OpsKind::UnTracked(prep) => {
+                prep.finish(B::conv_same(x.into_primitive(), w.into_primitive(), b.into_primitive(), stride))
+            }
+        }
+    }
+
+    fn group_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        groups: usize,
+        eps: f32,
+    ) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct GroupNormOp;
+
+        impl<B: Backend + Kernels> Backward<B, 3> for GroupNormOp {
+            type State = (NodeId, NodeId, usize, f32);
+
+            fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
+                let [node_x, node_gamma, node_beta] = ops.parents;
+                let dy = grads.consume::<B>(&ops.node);
+                let (x_state, gamma_state, groups, eps) = ops.state;
+                let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(x_state);
+                let gamma = checkpointer.retrieve_node_output::<FloatTensor<B>>(gamma_state);
+                let (dx, dgamma, dbeta) = B::group_norm_grad(x, gamma, dy, groups, eps);
+                for (node, grad) in [(node_x, dx), (node_gamma, dgamma), (node_beta, dbeta)] {
+                    if let Some(node) = node {
+                        grads.register::<B>(node.id, grad);
+                    }
+                }
+            }
+        }
+
+        match GroupNormOp.prepare::<C>([x.node(), gamma.node(), beta.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(mut prep) => {
+                let state = (prep.checkpoint(&x), prep.checkpoint(&gamma), groups, eps);
+                let y = B::group_norm(x.into_primitive(), gamma.into_primitive(), beta.into_primitive(), groups, eps);
+                prep.finish(state, y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::group_norm(
+                x.into_primitive(),
+                gamma.into_primitive(),
+                beta.into_primitive(),
+                groups,
+                eps,
+            )),
+        }
+    }
+
+    /// Only the backward node above calls this, on the inner backend; here for completeness.
+    fn group_norm_grad(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        dy: FloatTensor<Self>,
+        groups: usize,
+        eps: f32,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let (dx, dgamma, dbeta) = B::group_norm_grad(Self::inner(x), Self::inner(gamma), Self::inner(dy), groups, eps);
+        (Self::from_inner(dx), Self::from_inner(dgamma), Self::from_inner(dbeta))
+    }
+
+    fn leaky_relu_fused(x: FloatTensor<Self>, slope: f32) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct LeakyRelu;
+
+        impl<B: Backend + Kernels> Backward<B, 1> for LeakyRelu {
+            type State = (NodeId, f32);
+
+            fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
+                let [node_x] = ops.parents;
+                let dy = grads.consume::<B>(&ops.node);
+                let (x_state, slope) = ops.state;
+                if let Some(node) = node_x {
+                    let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(x_state);
+                    grads.register::<B>(node.id, B::leaky_relu_fused_grad(x, dy, slope));
+                }
+            }
+        }
+
+        match LeakyRelu.prepare::<C>([x.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(mut prep) => {
+                let state = (prep.checkpoint(&x), slope);
+                prep.finish(state, B::leaky_relu_fused(x.into_primitive(), slope))
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::leaky_relu_fused(x.into_primitive(), slope)),
+        }
+    }
+}
+
+// ---- Flex: float32 goes to the kernels in the submodules; other dtypes to burn-flex's own operations.
+
+impl Kernels for Flex {
+    fn conv_same(x: FlexTensor, w: FlexTensor, b: FlexTensor, stride: usize) -> FlexTensor {
+        if !all_f32(&[&x, &w, &b]) {
+            let k = w.shape()[2];
+            return <Flex as ModuleOps<Flex>>::conv2d(x, w, Some(b), options(k, stride));
+        }
+        conv::forward(x, w, b, stride)
+    }
+
+    fn conv_same_x_grad(x: FlexTensor, w: FlexTensor, dy: FlexTensor, stride: usize) -> FlexTensor {
+        if !all_f32(&[&x, &w, &dy]) {
+            let k = w.shape()[2];
+            return <Flex as ModuleOps<Flex>>::conv2d_x_backward(x, w, dy, options(k, stride));
+        }
+        conv::x_grad(x, w, dy, stride)
+    }
+
+    fn conv_same_w_grad(x: FlexTensor, w: FlexTensor, dy: FlexTensor, stride: usize) -> FlexTensor {
+        if !all_f32(&[&x, &w, &dy]) {
+            let k = w.shape()[2];
+            return <Flex as ModuleOps<Flex>>::conv2d_weight_backward(x, w, dy, options(k, stride));
+        }
+        conv::w_grad(x, w, dy, stride)
+    }
+
+    fn conv_same_b_grad(x: FlexTensor, b: FlexTensor, dy: FlexTensor) -> FlexTensor {
+        if !all_f32(&[&dy]) {
+            return <Flex as ModuleOps<Flex>>::conv2d_bias_backward(x, b, dy);
+        }
+        conv::b_grad(dy)
+    }
+
+    fn group_norm(x: FlexTensor, gamma: FlexTensor, beta: FlexTensor, groups: usize, eps: f32) -> FlexTensor {
+        assert!(all_f32(&[&x, &gamma, &beta]), "group_norm: float32 only (other dtypes take burn's operations)");
+        group_norm::forward(x, gamma, beta, groups, eps)
+    }
+
+    fn group_norm_grad(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        dy: FlexTensor,
+        groups: usize,
+        eps: f32,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        assert!(all_f32(&[&x, &gamma, &dy]), "group_norm_grad: float32 only");
+        group_norm::grad(x, gamma, dy, groups, eps)
+    }
+
+    fn leaky_relu_fused(x: FlexTensor, slope: f32) -> FlexTensor {
+        if !all_f32(&[&x]) {
+            return <Flex as ActivationOps<Flex>>::leaky_relu(x, slope.into());
+        }
+        elementwise::leaky_relu(x, slope)
+    }
+
+    fn leaky_relu_fused_grad(x: FlexTensor, dy: FlexTensor, slope: f32) -> FlexTensor {
+        if !all_f32(&[&x, &dy]) {
+            let bool_dtype = get_or_init_device_settings::<Flex>(&x.device()).bool_dtype;
+            let positive = Flex::float_greater_elem(x, 0f32.into(), bool_dtype);
+            let scaled = Flex::float_mul_scalar(dy.clone(), slope.into());
+            return Flex::float_mask_where(scaled, positive, dy);
+        }
+        elementwise::leaky_relu_grad(x, dy, slope)
+    }
+}
+
+fn all_f32(ts: &[&FlexTensor]) -> bool {
+    ts.iter().all(|t| t.dtype() == DType::F32)
+}
+
+fn contiguous(t: FlexTensor) -> FlexTensor {
+    if t.as_slice::<f32>().is_some() { t } else { t.to_contiguous() }
+}
+
+fn f32s(t: &FlexTensor) -> &[f32] {
+    t.as_slice::<f32>().expect("contiguous float32 (made so by `contiguous`)")
+}
+
+fn tensor<const D: usize>(data: Vec<f32>, shape: [usize; D]) -> FlexTensor {
+    FlexTensor::new(burn::tensor::Bytes::from_elems(data), Layout::contiguous(Shape::from(shape)), DType::F32)
+}

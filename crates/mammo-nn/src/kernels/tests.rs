@@ -1,0 +1,127 @@
+//! Each kernel and gradient against burn's own operations.
+
+use burn::tensor::{Tensor, TensorData};
+use rand::Rng;
+
+use super::*;
+
+/// Calls of the flex forward kernel (so the test knows the extension was reached).
+pub(super) static FLEX_CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+fn random<const D: usize>(shape: [usize; D], seed: u64, device: &Device) -> Tensor<D> {
+    let mut rng = crate::rng::stream(seed, "test", "conv", 0);
+    let n = shape.iter().product();
+    let v: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+    Tensor::from_data(TensorData::new(v, shape), device)
+}
+
+fn close(a: Tensor<4>, b: Tensor<4>, what: &str) {
+    let (a, b) = (a.into_data().try_to_vec::<f32>().unwrap(), b.into_data().try_to_vec::<f32>().unwrap());
+    assert_eq!(a.len(), b.len(), "{what}: sizes");
+    let scale = b.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
+    for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+        assert!((x - y).abs() <= 1e-5 * scale * 10.0, "{what}[{i}]: ours {x}, burn {y}");
+    }
+}
+
+/// Forward and all three gradients against burn's own conv2d, for every shape the models use
+/// (3x3 and 1x1, stride 1 and 2) and for odd sizes where a stride-2 window runs off the edge.
+#[test]
+fn matches_burn_conv2d_forward_and_backward() {
+    let device = Device::flex().autodiff();
+    let cases = [
+        ([2, 3, 8, 8], 4, 3, 1),
+        ([2, 3, 8, 8], 4, 3, 2),
+        ([3, 2, 7, 5], 5, 3, 2),
+        ([3, 2, 7, 5], 5, 3, 1),
+        ([2, 4, 6, 6], 3, 1, 1),
+        ([2, 4, 7, 6], 3, 1, 2),
+        ([1, 1, 9, 9], 2, 5, 1),
+    ];
+    for (seed, (xs, o, k, stride)) in cases.into_iter().enumerate() {
+        let seed = seed as u64 * 10;
+        let what = format!("x {xs:?}, {o} outputs, k {k}, stride {stride}");
+        let run = |ours: bool| {
+            let x = random(xs, seed, &device).require_grad();
+            let w = random([o, xs[1], k, k], seed + 1, &device).require_grad();
+            let b = random([o], seed + 2, &device).require_grad();
+            let y = if ours {
+                conv_same(x.clone(), w.clone(), b.clone(), stride)
+            } else {
+                burn::tensor::module::conv2d(x.clone(), w.clone(), Some(b.clone()), options(k, stride))
+            };
+            let r = random(y.dims(), seed + 3, &device);
+            let grads = (y.clone() * r).sum().backward();
+            let (gx, gw, gb) = (x.grad(&grads).unwrap(), w.grad(&grads).unwrap(), b.grad(&grads).unwrap());
+            (y.inner(), gx, gw, gb.reshape([1, 1, 1, o]))
+        };
+        let before = FLEX_CALLS.load(std::sync::atomic::Ordering::SeqCst);
+        let (y1, gx1, gw1, gb1) = run(true);
+        assert!(FLEX_CALLS.load(std::sync::atomic::Ordering::SeqCst) > before, "{what}: the flex kernel was not used");
+        let (y2, gx2, gw2, gb2) = run(false);
+        close(y1, y2, &format!("y, {what}"));
+        close(gx1, gx2, &format!("dx, {what}"));
+        close(gw1, gw2, &format!("dw, {what}"));
+        close(gb1, gb2, &format!("db, {what}"));
+    }
+}
+
+/// The fused group norm and its three gradients against the same normalisation composed of burn's
+/// operations.
+#[test]
+fn group_norm_matches_composed_ops() {
+    let device = Device::flex().autodiff();
+    for (shape, groups) in [([2, 8, 5, 6], 4), ([3, 6, 4, 4], 2), ([2, 4, 3, 3], 1)] {
+        let run = |ours: bool| {
+            let x = random(shape, 11, &device).mul_scalar(3.0).add_scalar(0.5).require_grad();
+            let gamma = random([shape[1]], 12, &device).add_scalar(1.0).require_grad();
+            let beta = random([shape[1]], 13, &device).require_grad();
+            let y = if ours {
+                group_norm(&x, &gamma, &beta, groups, 1e-5).unwrap()
+            } else {
+                let [n, c, h, w] = shape;
+                let g = x.clone().reshape([n, groups, (c / groups) * h * w]);
+                let centred = g.clone() - g.mean_dim(2);
+                let var = centred.clone().square().mean_dim(2);
+                let normed = (centred / var.add_scalar(1e-5).sqrt()).reshape(shape);
+                normed * gamma.clone().reshape([1, c, 1, 1]) + beta.clone().reshape([1, c, 1, 1])
+            };
+            let r = random(shape, 14, &device);
+            let grads = (y.clone() * r).sum().backward();
+            let c = shape[1];
+            let (gg, gb) =
+                (gamma.grad(&grads).unwrap().reshape([1, 1, 1, c]), beta.grad(&grads).unwrap().reshape([1, 1, 1, c]));
+            (y.inner(), x.grad(&grads).unwrap(), gg, gb)
+        };
+        let ((y1, dx1, dg1, db1), (y2, dx2, dg2, db2)) = (run(true), run(false));
+        let what = format!("{shape:?} in {groups} groups");
+        close(y1, y2, &format!("y, {what}"));
+        close(dx1, dx2, &format!("dx, {what}"));
+        close(dg1, dg2, &format!("dgamma, {what}"));
+        close(db1, db2, &format!("dbeta, {what}"));
+    }
+}
+
+/// The (leaky) ReLU and its gradient against burn's own, for slopes 0 (the ReLU) and 0.2.
+#[test]
+fn leaky_relu_matches_burn() {
+    let device = Device::flex().autodiff();
+    for slope in [0.0f32, 0.2] {
+        let run = |ours: bool| {
+            let x = random([2, 3, 5, 7], 7, &device).require_grad();
+            let y = if ours {
+                leaky_relu(x.clone(), slope)
+            } else if slope == 0.0 {
+                burn::tensor::activation::relu(x.clone())
+            } else {
+                burn::tensor::activation::leaky_relu(x.clone(), slope as f64)
+            };
+            let r = random(y.dims(), 8, &device);
+            let grads = (y.clone() * r).sum().backward();
+            (y.inner(), x.grad(&grads).unwrap())
+        };
+        let ((y1, g1), (y2, g2)) = (run(true), run(false));
+        close(y1, y2, &format!("y, slope {slope}"));
+        close(g1, g2, &format!("dx, slope {slope}"));
+    }
+}
