@@ -67,6 +67,11 @@ pub struct Geometry {
 }
 
 impl Geometry {
+    /// The eight symmetries of the square: four quarter turns, each with and without a mirror.
+    pub fn all() -> [Geometry; 8] {
+        std::array::from_fn(|i| Geometry { flip_h: i >= 4, flip_v: false, quarter_turns: (i % 4) as u8 })
+    }
+
     /// Applies the symmetry to a square array of side `size` (any element type: pixels or masks).
     pub fn apply<T: Copy>(&self, data: &mut [T], size: usize) {
         if *self == Geometry::default() {
@@ -114,6 +119,23 @@ mod tests {
         assert_eq!(&a[..4], &[3, 2, 1, 0]);
         flip.apply(&mut a, 4);
         assert_eq!(a, orig);
+    }
+
+    #[test]
+    fn all_gives_the_eight_distinct_symmetries_of_the_square() {
+        let orig: Vec<u32> = (0..9).collect();
+        let mut seen: Vec<Vec<u32>> = Geometry::all()
+            .iter()
+            .map(|g| {
+                let mut a = orig.clone();
+                g.apply(&mut a, 3);
+                a
+            })
+            .collect();
+        assert_eq!(seen[0], orig, "the first is the identity");
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen.len(), 8);
     }
 
     #[test]

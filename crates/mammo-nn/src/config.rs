@@ -103,7 +103,7 @@ pub struct TrainConfig {
 pub struct TrainSection {
     /// Optimisation steps for every model (one step = one batch; for the GAN, one generator update).
     /// Default: unset, so each model takes its own default (`classifier.steps` 2000,
-    /// `attribution.steps` 300, what the quickstart needs on 2 cores). A model's own `steps` wins.
+    /// `attribution.steps` 500, what the quickstart needs on 2 cores). A model's own `steps` wins.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub steps: Option<u64>,
     /// The seed every random draw derives from (initialisation, batches, augmentation). Default 42.
@@ -302,8 +302,8 @@ pub enum GanLoss {
 #[serde(default, deny_unknown_fields)]
 pub struct AttributionConfig {
     /// Generator steps for this model, overriding `train.steps`. Default: unset (then `train.steps`,
-    /// else 300: on the 512-image phantom the pointing game was 0.87 after 150 steps, 0.93 after 300
-    /// and 0.94 after 500).
+    /// else 500: on the 512-image phantom the pointing game was 0.87 after 150 steps, 0.93 after 300
+    /// and 0.94 after 500 with seed 0, and 0.87 after 300 but 0.91 after 500 with seed 1).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub steps: Option<u64>,
     /// Channels of the U-Net's first level; each level doubles them. Default 8.
@@ -320,7 +320,7 @@ pub struct AttributionConfig {
     /// Stride-2 levels of the critic. Default 3.
     pub critic_depth: usize,
     /// Adam learning rate of the generator. Default 0.003 (a deletion gate has to move from its 0.5
-    /// start within the quickstart's 300 steps).
+    /// start within the quickstart's 500 steps).
     pub lr_g: f64,
     /// Adam learning rate of the critic. Default 0.002 (a critic started from the trained classifier
     /// needs no faster rate than the generator to keep up; from scratch, use about twice the
@@ -406,7 +406,7 @@ const OPTIONAL_KEYS: &[(&str, &str)] = &[
 /// Classifier steps when neither `classifier.steps` nor `train.steps` is set.
 pub const DEFAULT_CLASSIFIER_STEPS: u64 = 2000;
 /// Attribution GAN generator steps when neither `attribution.steps` nor `train.steps` is set.
-pub const DEFAULT_ATTRIBUTION_STEPS: u64 = 300;
+pub const DEFAULT_ATTRIBUTION_STEPS: u64 = 500;
 
 impl TrainConfig {
     /// Reads a TOML file. Keys it leaves out keep their defaults; unknown keys and ill-typed values are

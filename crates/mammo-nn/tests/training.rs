@@ -54,6 +54,14 @@ fn classifier_learns_easy_task_and_exports() {
     let labels: Vec<bool> = (0..scores.len()).map(|i| i < pos.len()).collect();
     let auc = roc_auc(&scores, &labels).unwrap();
     assert!(auc > 0.8, "held-out AUC {auc}");
+    // The score averages the eight views of a patch, so turning or mirroring a patch leaves it (up to
+    // the order of the float sum) unchanged.
+    let s2 = 32 * 32;
+    let first = &pos_px[..s2];
+    let mut turned = first.to_vec();
+    mammo_nn::augment::Geometry { flip_h: true, flip_v: false, quarter_turns: 1 }.apply(&mut turned, 32);
+    let (a, b) = (models.predict(first, 1).unwrap()[0], models.predict(&turned, 1).unwrap()[0]);
+    assert!((a - b).abs() < 1e-5, "P(malignant) {a} vs {b} for the same patch turned and mirrored");
 
     // The saliency baseline has one value per pixel, non-negative.
     let sal = models.saliency(&pos_px).unwrap();
