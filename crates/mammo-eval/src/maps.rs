@@ -44,7 +44,7 @@ impl PxapAccumulator {
     /// score well by accident.
     ///
     /// # Panics
-    /// If the three rasters differ in length.
+    /// If the rasters differ in length.
     pub fn add_patch(&mut self, map: &[f32], mask: &[u8], valid: &[u8]) {
         check_len(map, mask, "mask");
         check_len(map, valid, "valid");
@@ -277,7 +277,7 @@ impl MapMetricsAccumulator {
     /// attribution GAN), `None` otherwise (plain saliency).
     ///
     /// # Panics
-    /// If the three rasters differ in length.
+    /// If the rasters differ in length.
     pub fn add_patch(
         &mut self,
         map: &[f32],

@@ -8,6 +8,7 @@ use rayon::prelude::*;
 
 use super::{contiguous, f32s, tensor};
 
+/// `x [n, c, h, w]`, `w [o, c, k, k]`, `b [o]` -> `[n, o, h', w']`.
 pub(super) fn forward(x: FlexTensor, w: FlexTensor, b: FlexTensor, stride: usize) -> FlexTensor {
     #[cfg(test)]
     super::tests::FLEX_CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -27,6 +28,7 @@ pub(super) fn forward(x: FlexTensor, w: FlexTensor, b: FlexTensor, stride: usize
     tensor(out, [g.n, g.o, g.h_out, g.w_out])
 }
 
+/// The gradient with respect to `x`: per sample, `w^T x dy`, then col2im.
 pub(super) fn x_grad(x: FlexTensor, w: FlexTensor, dy: FlexTensor, stride: usize) -> FlexTensor {
     let g = Geometry::new(&x.shape(), &w.shape(), stride);
     let (w, dy) = (contiguous(w), contiguous(dy));
@@ -46,6 +48,7 @@ pub(super) fn x_grad(x: FlexTensor, w: FlexTensor, dy: FlexTensor, stride: usize
     tensor(dx, [g.n, g.c, g.h, g.w])
 }
 
+/// The gradient with respect to `w`: per sample `dy x cols^T`, summed in sample order.
 pub(super) fn w_grad(x: FlexTensor, w: FlexTensor, dy: FlexTensor, stride: usize) -> FlexTensor {
     let g = Geometry::new(&x.shape(), &w.shape(), stride);
     let (x, dy) = (contiguous(x), contiguous(dy));
@@ -71,6 +74,7 @@ pub(super) fn w_grad(x: FlexTensor, w: FlexTensor, dy: FlexTensor, stride: usize
     tensor(dw, [g.o, g.c, g.k, g.k])
 }
 
+/// The gradient with respect to `b`: `dy` summed over samples and pixels, per channel.
 pub(super) fn b_grad(dy: FlexTensor) -> FlexTensor {
     let s = dy.shape();
     let (n, o, plane) = (s[0], s[1], s[2] * s[3]);
@@ -124,7 +128,8 @@ impl Geometry {
         self.k == 1 && self.stride == 1
     }
 
-    /// The output columns `ox` whose input column `ox * stride + dx - pad` lies inside the image.
+    /// The outputs `o` (along one axis) whose input `o * stride + d - pad`, for kernel offset `d`, lies
+    /// inside the image (of `len_in`; `len_out` outputs).
     fn valid(&self, d: usize, len_in: usize, len_out: usize) -> std::ops::Range<usize> {
         let s = self.stride as isize;
         let off = d as isize - self.pad as isize;

@@ -8,6 +8,7 @@ use rayon::prelude::*;
 
 use super::{contiguous, f32s};
 
+/// `x` where `x > 0`, else `slope * x`.
 pub(super) fn leaky_relu(x: FlexTensor, slope: f32) -> FlexTensor {
     let shape = x.shape();
     let x = contiguous(x);
@@ -24,6 +25,7 @@ pub(super) fn leaky_relu(x: FlexTensor, slope: f32) -> FlexTensor {
     FlexTensor::new(burn::tensor::Bytes::from_elems(y), Layout::contiguous(shape), DType::F32)
 }
 
+/// `dy` where `x > 0`, else `slope * dy`.
 pub(super) fn leaky_relu_grad(x: FlexTensor, dy: FlexTensor, slope: f32) -> FlexTensor {
     let shape = dy.shape();
     let (x, dy) = (contiguous(x), contiguous(dy));

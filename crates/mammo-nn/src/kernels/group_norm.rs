@@ -8,6 +8,7 @@ use rayon::prelude::*;
 
 use super::{contiguous, f32s, tensor};
 
+/// `(x - mean) / sqrt(var + eps) * gamma + beta` per (sample, group).
 pub(super) fn forward(x: FlexTensor, gamma: FlexTensor, beta: FlexTensor, groups: usize, eps: f32) -> FlexTensor {
     let shape = x.shape();
     let norm = GroupGeometry::new(&shape, groups);
@@ -25,6 +26,7 @@ pub(super) fn forward(x: FlexTensor, gamma: FlexTensor, beta: FlexTensor, groups
     FlexTensor::new(burn::tensor::Bytes::from_elems(y), Layout::contiguous(shape), DType::F32)
 }
 
+/// The gradients with respect to `x`, `gamma` and `beta`.
 pub(super) fn grad(
     x: FlexTensor,
     gamma: FlexTensor,
