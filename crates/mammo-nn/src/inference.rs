@@ -112,16 +112,16 @@ impl Models {
         self.check(patches, n)?;
         let plain = self.device.clone().inner();
         let size = self.info.patch_size;
-        let logits = |c: &[f32], k: usize| to_vec(self.classifier_eval.forward(to_tensor(c.to_vec(), k, size, &plain)));
+        let logits = |c: Vec<f32>, k: usize| to_vec(self.classifier_eval.forward(to_tensor(c, k, size, &plain)));
         let views = crate::augment::Geometry::all();
         Ok(self.chunked(patches, |c, k| {
             let mut sum = vec![0f32; k];
             for g in &views {
-                let mut t = c.to_vec();
-                for p in t.chunks_mut(size * size) {
+                let mut view = c.to_vec();
+                for p in view.chunks_mut(size * size) {
                     g.apply(p, size);
                 }
-                sum.iter_mut().zip(logits(&t, k)).for_each(|(a, b)| *a += b);
+                sum.iter_mut().zip(logits(view, k)).for_each(|(a, b)| *a += b);
             }
             sum.into_iter().map(|z| sigmoid(z / views.len() as f32)).collect()
         }))

@@ -9,28 +9,12 @@ use std::process::{Command, Output, Stdio};
 use serde_json::Value;
 
 mod common;
-use common::wait_until;
+use common::{exe, succeeded, wait_until};
 
 const BIN: &str = env!("CARGO_BIN_EXE_mammogan");
 
-fn exe() -> Command {
-    let mut c = Command::new(BIN);
-    c.arg("--quiet");
-    c
-}
-
-fn check(out: Output, args: &[String]) -> Output {
-    assert!(
-        out.status.success(),
-        "mammogan {args:?}:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
 fn ok(args: &[String]) -> Output {
-    check(exe().args(args).output().unwrap(), args)
+    succeeded(exe().args(args).output().unwrap(), &args)
 }
 
 fn s(p: &Path) -> String {
@@ -172,7 +156,7 @@ fn diff_shows_a_changed_config_value_and_environment_variable_causes_first() {
     let b = tmp.path().join("run-b");
     ok(&train_args(&ds, &a, 2, &["--model", "classifier"]));
     let args = train_args(&ds, &b, 2, &["--model", "classifier", "--set", "train.lr=0.002"]);
-    check(exe().args(&args).env("MALLOC_ARENA_MAX", "2").output().unwrap(), &args);
+    succeeded(exe().args(&args).env("MALLOC_ARENA_MAX", "2").output().unwrap(), &args);
 
     let out = ok(&strings(&["diff", &s(&a), &s(&b)]));
     let text = String::from_utf8_lossy(&out.stdout);

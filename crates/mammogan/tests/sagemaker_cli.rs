@@ -5,16 +5,10 @@
 //! with the weights of an uninterrupted run, and SIGTERM saves a checkpoint without a failure.
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
 mod common;
-use common::{exe, small_dataset, wait_for_checkpoint};
-
-fn ok(args: &[&str]) -> Output {
-    let out = exe().args(args).output().unwrap();
-    assert!(out.status.success(), "mammogan {args:?}:\n{}", String::from_utf8_lossy(&out.stderr));
-    out
-}
+use common::{exe, run_ok, small_dataset, wait_for_checkpoint};
 
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
@@ -123,7 +117,7 @@ fn train_contract_writes_the_model_and_metric_lines() {
     let (_, ph, _) = small_dataset();
     let image = std::fs::read_dir(ph.join("images")).unwrap().map(|e| e.unwrap().path()).min().unwrap();
     let ex = tmp.path().join("sm-explain");
-    ok(&["explain", base.join("model").to_str().unwrap(), image.to_str().unwrap(), "--out", ex.to_str().unwrap()]);
+    run_ok(&["explain", base.join("model").to_str().unwrap(), image.to_str().unwrap(), "--out", ex.to_str().unwrap()]);
 }
 
 #[test]

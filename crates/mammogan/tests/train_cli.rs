@@ -3,21 +3,10 @@
 //! reads our event files, and no identifying attribute of the phantom reaches any output.
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
 mod common;
-use common::{exe, small_dataset, wait_for_checkpoint};
-
-fn ok(args: &[&str]) -> Output {
-    let out = exe().args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "mammogan {args:?}:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
+use common::{exe, run_ok, small_dataset, wait_for_checkpoint};
 
 const TINY: [&str; 12] = [
     "--set",
@@ -53,7 +42,7 @@ fn sigkill_then_resume_equals_an_uninterrupted_run() {
     let ds = ds.to_str().unwrap();
     let full = tmp.path().join("run-full");
     let args = train_args(ds, full.to_str().unwrap(), "40", &["--model", "attribution"]);
-    let reference = ok(&args.iter().map(|s| s.as_str()).collect::<Vec<_>>());
+    let reference = run_ok(&args.iter().map(|s| s.as_str()).collect::<Vec<_>>());
 
     let killed = tmp.path().join("run-killed");
     let args = train_args(ds, killed.to_str().unwrap(), "40", &["--model", "attribution"]);
@@ -67,7 +56,7 @@ fn sigkill_then_resume_equals_an_uninterrupted_run() {
     let mut resume = args.clone();
     resume.retain(|a| !a.starts_with("train.") && !a.starts_with("attribution.") && a != "--set");
     resume.push("--resume".into());
-    let resumed = ok(&resume.iter().map(|s| s.as_str()).collect::<Vec<_>>());
+    let resumed = run_ok(&resume.iter().map(|s| s.as_str()).collect::<Vec<_>>());
     assert_eq!(hashes(&resumed.stdout), hashes(&reference.stdout), "resume after SIGKILL must reproduce the weights");
     assert!(!hashes(&reference.stdout).is_empty());
 
@@ -108,7 +97,7 @@ fn train_evaluate_explain_write_what_they_promise_and_nothing_identifying() {
     let (tmp, ph, ds) = small_dataset();
     let run = tmp.path().join("run-all");
     let args = train_args(ds.to_str().unwrap(), run.to_str().unwrap(), "6", &[]);
-    let out = ok(&args.iter().map(|s| s.as_str()).collect::<Vec<_>>());
+    let out = run_ok(&args.iter().map(|s| s.as_str()).collect::<Vec<_>>());
     assert_eq!(hashes(&out.stdout).len(), 2, "both models trained");
     for f in [
         "config.toml",
@@ -121,7 +110,7 @@ fn train_evaluate_explain_write_what_they_promise_and_nothing_identifying() {
         assert!(run.join(f).is_file(), "{f}");
     }
 
-    let out = ok(&["evaluate", run.to_str().unwrap()]);
+    let out = run_ok(&["evaluate", run.to_str().unwrap()]);
     let metrics: serde_json::Value =
         serde_json::from_slice(&std::fs::read(run.join("eval/metrics.json")).unwrap()).unwrap();
     for key in [
@@ -158,7 +147,7 @@ fn train_evaluate_explain_write_what_they_promise_and_nothing_identifying() {
     // Explain a whole phantom mammogram.
     let image = std::fs::read_dir(ph.join("images")).unwrap().map(|e| e.unwrap().path()).min().unwrap();
     let ex = tmp.path().join("explain");
-    ok(&["explain", run.to_str().unwrap(), image.to_str().unwrap(), "--out", ex.to_str().unwrap()]);
+    run_ok(&["explain", run.to_str().unwrap(), image.to_str().unwrap(), "--out", ex.to_str().unwrap()]);
     let original = mammo_io::read_image(&image).unwrap();
     for f in ["overlay.png", "heatmap.png"] {
         // RGB overlays are not grayscale mammograms: read their size from the PNG header (IHDR).

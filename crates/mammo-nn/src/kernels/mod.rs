@@ -35,7 +35,7 @@ use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::{FlexTensor, Layout};
-use burn::backend::ops::{ActivationOps, ConvOptions, FloatTensorOps, ModuleOps};
+use burn::backend::ops::{ActivationOps, ConvOptions, ModuleOps};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{
     Autodiff, AutodiffBackend, Backend, Dispatch, Flex, TensorMetadata, backend_extension, get_or_init_device_settings,
@@ -113,11 +113,16 @@ pub trait Kernels: Backend {
 
     /// The gradient of [`Kernels::leaky_relu_fused`]: `dy` where `x > 0`, else `slope * dy`.
     fn leaky_relu_fused_grad(x: FloatTensor<Self>, dy: FloatTensor<Self>, slope: f32) -> FloatTensor<Self> {
-        let bool_dtype = get_or_init_device_settings::<Self>(&x.device()).bool_dtype;
-        let positive = Self::float_greater_elem(x, 0f32.into(), bool_dtype);
-        let scaled = Self::float_mul_scalar(dy.clone(), slope.into());
-        Self::float_mask_where(scaled, positive, dy)
+        leaky_relu_grad_composed::<Self>(x, dy, slope)
     }
+}
+
+/// The gradient of the (leaky) ReLU from burn's own operations: `dy` where `x > 0`, else `slope * dy`.
+fn leaky_relu_grad_composed<B: Backend>(x: FloatTensor<B>, dy: FloatTensor<B>, slope: f32) -> FloatTensor<B> {
+    let bool_dtype = get_or_init_device_settings::<B>(&x.device()).bool_dtype;
+    let positive = B::float_greater_elem(x, 0f32.into(), bool_dtype);
+    let scaled = B::float_mul_scalar(dy.clone(), slope.into());
+    B::float_mask_where(scaled, positive, dy)
 }
 
 fn options(k: usize, stride: usize) -> ConvOptions<2> {
@@ -351,10 +356,7 @@ impl Kernels for Flex {
 
     fn leaky_relu_fused_grad(x: FlexTensor, dy: FlexTensor, slope: f32) -> FlexTensor {
         if !all_f32(&[&x, &dy]) {
-            let bool_dtype = get_or_init_device_settings::<Flex>(&x.device()).bool_dtype;
-            let positive = Flex::float_greater_elem(x, 0f32.into(), bool_dtype);
-            let scaled = Flex::float_mul_scalar(dy.clone(), slope.into());
-            return Flex::float_mask_where(scaled, positive, dy);
+            return leaky_relu_grad_composed::<Flex>(x, dy, slope);
         }
         elementwise::leaky_relu_grad(x, dy, slope)
     }

@@ -3,7 +3,7 @@
 #![allow(dead_code)] // each test file uses its own part
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
 /// The binary, quiet.
@@ -11,6 +11,22 @@ pub fn exe() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_mammogan"));
     c.arg("--quiet");
     c
+}
+
+/// `out`, after asserting that it exited 0 (else the panic shows `what` ran, with its stdout and stderr).
+pub fn succeeded(out: Output, what: &dyn std::fmt::Debug) -> Output {
+    assert!(
+        out.status.success(),
+        "mammogan {what:?}:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Runs the binary with `args` and asserts that it succeeded.
+pub fn run_ok(args: &[&str]) -> Output {
+    succeeded(exe().args(args).output().unwrap(), &args)
 }
 
 /// A small phantom (40 images) and its prepared 32 px DATASET, made once per test process:
