@@ -296,3 +296,13 @@ fn every_subcommand_has_help() {
         assert!(String::from_utf8_lossy(&out.stdout).contains("Usage"), "{sub}");
     }
 }
+
+#[test]
+fn quickstart_refuses_a_bad_override_before_doing_any_work() {
+    let t = tempfile::tempdir().unwrap();
+    let out = t.path().join("qs");
+    let o = out.to_str().unwrap();
+    fails(&["quickstart", "--out", o, "--cases", "16", "--set", "train.stpes=3"], "train.stpes", "unknown key");
+    fails(&["quickstart", "--out", o, "--cases", "16", "--set", "nokey"], "nokey", "expected KEY=VALUE");
+    assert!(!out.exists(), "nothing is written before the overrides are checked");
+}

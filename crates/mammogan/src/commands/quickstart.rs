@@ -35,6 +35,13 @@ pub struct Args {
 
 pub fn run(args: Args, progress: &Progress) -> Result<()> {
     let started = std::time::Instant::now();
+    let opts = train::TrainOpts {
+        set: std::iter::once(format!("train.seed={}", args.seed)).chain(args.set.iter().cloned()).collect(),
+        device: args.device.clone(),
+        ..Default::default()
+    };
+    // A bad --set fails now, not after minutes of phantom and preparation.
+    train::resolve_config(&opts, &args.out.join("run"))?;
     claim(&args.out)?;
     let phantom_dir = args.out.join("phantom");
     let dataset_dir = args.out.join("dataset");
@@ -60,11 +67,6 @@ pub fn run(args: Args, progress: &Progress) -> Result<()> {
     println!("2/5 prepare:");
     print!("{}", prepare::summary(&info, &dataset_dir));
 
-    let opts = train::TrainOpts {
-        set: std::iter::once(format!("train.seed={}", args.seed)).chain(args.set.iter().cloned()).collect(),
-        device: args.device.clone(),
-        ..Default::default()
-    };
     let trained = train::train(&dataset_dir, &run_dir, &opts, progress)?;
     println!("3/5 train on {} ({} threads):", trained.device.backend, trained.device.threads);
     for (model, hash) in &trained.weights {
