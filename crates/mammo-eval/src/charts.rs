@@ -1,4 +1,4 @@
-//! Inline SVG charts for the report: line charts of training curves and the ROC curve.
+//! Inline SVG charts for the report: line charts of training curves, the ROC curve and the FROC curve.
 //!
 //! The SVG is written by hand (no xmlns needed inside HTML5), with integer-ish coordinates and a fixed
 //! palette, so the same data always gives the same bytes.
@@ -259,6 +259,67 @@ pub(crate) fn roc_chart(curve: &[(f64, f64, f64)], operating_point: Option<(f64,
     let _ = write!(
         svg,
         r#"<text x="{cx}" y="{cy:.1}" text-anchor="middle" transform="rotate(-90 {cx} {cy:.1})" class="label">true positive rate (sensitivity)</text>"#
+    );
+    svg.push_str("</svg>");
+    svg
+}
+
+/// The FROC curve of mass detection as an inline `<svg>`: sensitivity against false positives per image
+/// (x from 0 to `x_max`), with dots at the reported rates `marks` (`(fp per image, sensitivity)`).
+pub(crate) fn froc_chart(curve: &[(f64, f64)], x_max: f64, marks: &[(f64, f64)]) -> String {
+    const S: f64 = 380.0;
+    let x_max = if x_max > 0.0 { x_max } else { 1.0 };
+    let frame = Frame {
+        left: 52.0,
+        top: 12.0,
+        width: S - 52.0 - 16.0,
+        height: S - 12.0 - 52.0,
+        x: (0.0, x_max),
+        y: (0.0, 1.0),
+    };
+    let (_, _, x_step, x_ticks) = nice_axis(0.0, x_max, 6);
+    let y_ticks: Vec<f64> = (0..=5).map(|k| k as f64 * 0.2).collect();
+    let mut svg = format!(r#"<svg viewBox="0 0 {S} {S}" width="{S}" height="{S}" role="img" aria-label="FROC curve">"#);
+    frame.axes(&mut svg, &x_ticks, x_step, &y_ticks, 0.2);
+    // A step curve: sensitivity holds until the next threshold adds false positives. Points beyond
+    // the chart's right edge are cut there.
+    let mut points: Vec<(f64, f64)> = Vec::new();
+    for &(fp, s) in curve {
+        if let Some(&(_, last)) = points.last() {
+            points.push((fp.min(x_max), last));
+        }
+        if fp > x_max {
+            break;
+        }
+        points.push((fp, s));
+    }
+    let _ = write!(
+        svg,
+        r#"<path d="{}" fill="none" stroke="{}" stroke-width="2"/>"#,
+        path_data(&frame, &points),
+        series_color(0)
+    );
+    for &(fp, s) in marks.iter().filter(|m| m.0 <= x_max && m.1.is_finite()) {
+        let _ = write!(
+            svg,
+            r##"<circle cx="{:.1}" cy="{:.1}" r="4" fill="{}" stroke="#fff" stroke-width="1.5"><title>{} at {} FP/image</title></circle>"##,
+            frame.px(fp),
+            frame.py(s),
+            series_color(1),
+            fmt_tick(s, 0.001),
+            fmt_tick(fp, 0.01)
+        );
+    }
+    let _ = write!(
+        svg,
+        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle" class="label">false positives per image</text>"#,
+        frame.left + frame.width / 2.0,
+        frame.bottom() + 36.0
+    );
+    let (cx, cy) = (14.0, frame.top + frame.height / 2.0);
+    let _ = write!(
+        svg,
+        r#"<text x="{cx}" y="{cy:.1}" text-anchor="middle" transform="rotate(-90 {cx} {cy:.1})" class="label">sensitivity (malignant masses)</text>"#
     );
     svg.push_str("</svg>");
     svg

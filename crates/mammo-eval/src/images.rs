@@ -1,5 +1,6 @@
 //! Small in-memory PNG makers for the report gallery: a grey-scale view of a raster, a colour-mapped
-//! view, and a heat map blended over a patch.
+//! view, and a heat map blended over a patch; and the whole-image highlight overlay of `explain`, with
+//! its boxes and scores drawn by [`crate::annotate`].
 //!
 //! Rasters are row-major `f32`, `w × h`. The PNG bytes go straight into the report as data URIs, so
 //! nothing here touches the file system.
@@ -113,6 +114,228 @@ pub fn heat_overlay_png(base: &[f32], heat: &[f32], w: usize, h: usize) -> Vec<u
     encode(w, h, ::png::ColorType::Rgb, &pixels)
 }
 
+/// A box to outline on [`highlight_overlay_png`], in pixels, with its score written beside it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ScoredBox {
+    pub x: i64,
+    pub y: i64,
+    pub w: i64,
+    pub h: i64,
+    /// Written as two decimals ("0.93").
+    pub score: f64,
+}
+
+/// The outline and label colour of [`highlight_overlay_png`]: cyan, away from every inferno colour.
+pub const BOX_COLOR: [u8; 3] = [0, 255, 255];
+
+/// The radius of the display spread, the outline width and the font scale for a `w × h` image: all
+/// grow with the image, so that they stay about as visible when the whole image is shown on a screen.
+/// Returns (spread radius, line width, font scale), each at least 1.
+pub fn display_scales(w: usize, h: usize) -> (usize, i64, i64) {
+    let side = w.min(h) as f64;
+    let at_least_1 = |v: f64| (v.round() as i64).max(1);
+    (at_least_1(side / 150.0) as usize, at_least_1(side / 250.0), at_least_1(side / 250.0))
+}
+
+/// An RGB PNG of a whole-image highlight for a person: `base` in grey (in [0, 1], clamped), `heat`
+/// normalised by `max` (the value shown at full colour), spread for display, coloured with an opacity
+/// that grows with the value, then the `boxes` outlined with their scores and `caption` (if any) in the
+/// top-left corner.
+///
+/// The spread (a maximum filter then a box blur, both of radius [`display_scales`]'s first value; a
+/// lone peak keeps its value and becomes a blob about 3% of the short side across) keeps thin or
+/// point-like highlights visible when a large image is shown downscaled; it is for display only. Values
+/// below 15% of `max` leave the mammogram untouched; the opacity then grows linearly to 85% at 75% of
+/// `max` and above, and the colour runs from inferno's red to its pale yellow at `max`, so that weak,
+/// diffuse highlight stays faint and peaks stand out. Boxes
+/// are outlined first, then labelled from the last to the first, so no outline crosses a label and the
+/// first box's label (the top region's) stays on top.
+///
+/// # Panics
+/// If either raster's length is not `w * h`, or `w` or `h` is 0 or exceeds `u32`.
+pub fn highlight_overlay_png(
+    base: &[f32],
+    heat: &[f32],
+    w: usize,
+    h: usize,
+    max: f32,
+    boxes: &[ScoredBox],
+    caption: Option<&str>,
+) -> Vec<u8> {
+    const LOW: f32 = 0.15;
+    const FULL: f32 = 0.75;
+    const MAX_ALPHA: f32 = 0.85;
+    check_size(base, w, h, "base");
+    check_size(heat, w, h, "heat");
+    let (radius, line, scale) = display_scales(w, h);
+    let t: Vec<f32> = heat.iter().map(|&v| unit(v, 0.0, max)).collect();
+    let t = spread(&t, w, h, radius);
+    let rgb: Vec<u8> = base
+        .iter()
+        .zip(&t)
+        .flat_map(|(&b, &u)| {
+            let grey = unit(b, 0.0, 1.0);
+            let alpha = MAX_ALPHA * ((u - LOW) / (FULL - LOW)).clamp(0.0, 1.0);
+            let color = inferno(0.4 + 0.6 * u);
+            color.map(|c| byte(grey * (1.0 - alpha) + f32::from(c) / 255.0 * alpha))
+        })
+        .collect();
+    let mut canvas = crate::annotate::Canvas::new(w, h, rgb);
+    // Outlines first, then the labels, so that no outline crosses a label.
+    for b in boxes.iter().rev() {
+        canvas.stroke_rect(b.x, b.y, b.w, b.h, line, BOX_COLOR);
+    }
+    // Labels where they hide the least highlight and no other label, the top region's placed first and
+    // drawn last (on top).
+    let label_size = |text: &str| {
+        let (tw, th) = crate::annotate::text_size(text, scale);
+        (tw + 2 * scale, th + 2 * scale)
+    };
+    let mut placed: Vec<[i64; 4]> = Vec::new();
+    if let Some(caption) = caption {
+        let (lw, lh) = label_size(caption);
+        placed.push([0, 0, lw, lh]);
+    }
+    let mut labels = Vec::new();
+    for b in boxes {
+        let text = format!("{:.2}", b.score);
+        let (lw, lh) = label_size(&text);
+        let (x, y) = label_position(b, lw, lh, w, h, &t, LOW, &placed);
+        placed.push([x, y, lw, lh]);
+        labels.push((x, y, text));
+    }
+    for (x, y, text) in labels.iter().rev() {
+        canvas.label(*x, *y, text, scale, [0, 0, 0], BOX_COLOR);
+    }
+    if let Some(caption) = caption {
+        canvas.label(0, 0, caption, scale, [255, 255, 255], [0, 0, 0]);
+    }
+    encode(w, h, ::png::ColorType::Rgb, &canvas.rgb)
+}
+
+/// Where the `lw × lh` label of box `b` goes on a `w × h` image: of the places just above the box, just
+/// below it, and inside its top then bottom edge (each left- then right-aligned, moved inside the image),
+/// the first with the least cost: the highlight it hides (`t` above `low`, summed; counted twice, plus a
+/// tenth of the label's area, inside the box, whose content the box is there to show) plus twice the
+/// area it shares with the rectangles in `placed` ([x, y, w, h]: the caption and earlier labels).
+#[allow(clippy::too_many_arguments)]
+fn label_position(
+    b: &ScoredBox,
+    lw: i64,
+    lh: i64,
+    w: usize,
+    h: usize,
+    t: &[f32],
+    low: f32,
+    placed: &[[i64; 4]],
+) -> (i64, i64) {
+    let (wi, hi) = (w as i64, h as i64);
+    let (left, right) = (b.x, b.x + b.w - lw);
+    let rows = [(b.y - lh, false), (b.y + b.h, false), (b.y, true), (b.y + b.h - lh, true)];
+    let mut best: Option<(f64, (i64, i64))> = None;
+    for (y, inside) in rows {
+        for x in [left, right] {
+            let (x, y) = (x.clamp(0, (wi - lw).max(0)), y.clamp(0, (hi - lh).max(0)));
+            let shared: i64 = placed
+                .iter()
+                .map(|r| {
+                    let ix = (x + lw).min(r[0] + r[2]) - x.max(r[0]);
+                    let iy = (y + lh).min(r[1] + r[3]) - y.max(r[1]);
+                    ix.max(0) * iy.max(0)
+                })
+                .sum();
+            let mut hidden = 0.0f64;
+            for yy in y.max(0)..(y + lh).min(hi) {
+                let row = &t[yy as usize * w..(yy as usize + 1) * w];
+                for &u in &row[x.max(0) as usize..(x + lw).min(wi) as usize] {
+                    hidden += f64::from((u - low).max(0.0));
+                }
+            }
+            let hidden = if inside { 2.0 * hidden + 0.1 * (lw * lh) as f64 } else { hidden };
+            let cost = hidden + 2.0 * shared as f64;
+            if best.is_none_or(|(c, _)| cost < c) {
+                best = Some((cost, (x, y)));
+            }
+        }
+    }
+    best.map_or((b.x, b.y), |(_, at)| at)
+}
+
+/// The display spread of [`highlight_overlay_png`]: a square maximum filter then a square box blur, both
+/// of `radius` (the blur averages over the part of its window inside the image). An isolated peak keeps
+/// its value at its centre and becomes a `(4 radius + 1)`-wide blob; NaN counts as 0.
+pub fn spread(values: &[f32], w: usize, h: usize, radius: usize) -> Vec<f32> {
+    check_size(values, w, h, "values");
+    let mut v: Vec<f32> = values.iter().map(|&x| if x.is_nan() { 0.0 } else { x }).collect();
+    if radius == 0 {
+        return v;
+    }
+    for filter in [max_filter_line as fn(&mut [f32], usize, &mut Vec<f32>), box_blur_line] {
+        // Rows, then columns as the rows of the transpose.
+        let mut scratch = Vec::new();
+        v.chunks_exact_mut(w).for_each(|row| filter(row, radius, &mut scratch));
+        let mut t = transpose(&v, w, h);
+        t.chunks_exact_mut(h).for_each(|col| filter(col, radius, &mut scratch));
+        v = transpose(&t, h, w);
+    }
+    v
+}
+
+fn transpose(v: &[f32], w: usize, h: usize) -> Vec<f32> {
+    let mut t = vec![0.0; v.len()];
+    const B: usize = 32; // blocks, for the cache
+    for y0 in (0..h).step_by(B) {
+        for x0 in (0..w).step_by(B) {
+            for y in y0..(y0 + B).min(h) {
+                for x in x0..(x0 + B).min(w) {
+                    t[x * h + y] = v[y * w + x];
+                }
+            }
+        }
+    }
+    t
+}
+
+/// The maximum over `[i - r, i + r]` (clipped to the line) for each `i`, in place, in O(n) whatever
+/// `r` (van Herk / Gil-Werman: block-wise prefix and suffix maxima). `-inf` pads the ends.
+fn max_filter_line(line: &mut [f32], r: usize, scratch: &mut Vec<f32>) {
+    let n = line.len();
+    let g = 2 * r + 1;
+    let padded = n + 2 * r;
+    scratch.clear();
+    scratch.resize(2 * padded, f32::NEG_INFINITY);
+    let (pre, suf) = scratch.split_at_mut(padded);
+    let x = |i: usize| if i >= r && i < r + n { line[i - r] } else { f32::NEG_INFINITY };
+    for i in 0..padded {
+        pre[i] = if i % g == 0 { x(i) } else { pre[i - 1].max(x(i)) };
+    }
+    for i in (0..padded).rev() {
+        suf[i] = if i % g == g - 1 || i == padded - 1 { x(i) } else { suf[i + 1].max(x(i)) };
+    }
+    // The window of output i is [i, i + 2r] in padded coordinates: exactly g long.
+    for (i, out) in line.iter_mut().enumerate() {
+        *out = suf[i].max(pre[i + 2 * r]);
+    }
+}
+
+/// The mean over `[i - r, i + r]` clipped to the line, for each `i`, in place (running sums in f64).
+fn box_blur_line(line: &mut [f32], r: usize, scratch: &mut Vec<f32>) {
+    let n = line.len();
+    scratch.clear();
+    scratch.extend_from_slice(line);
+    let mut sum: f64 = scratch[..r.min(n)].iter().map(|&v| f64::from(v)).sum();
+    for (i, out) in line.iter_mut().enumerate() {
+        if i + r < n {
+            sum += f64::from(scratch[i + r]);
+        }
+        if i > r {
+            sum -= f64::from(scratch[i - r - 1]);
+        }
+        let count = (i + r).min(n - 1) + 1 - i.saturating_sub(r);
+        *out = (sum / count as f64) as f32;
+    }
+}
+
 /// Encodes 8-bit pixels as a PNG in memory.
 fn encode(w: usize, h: usize, color: ::png::ColorType, pixels: &[u8]) -> Vec<u8> {
     let dim = |d: usize| u32::try_from(d).ok().filter(|&d| d > 0).expect("image sides must be in 1..=u32::MAX");
@@ -188,6 +411,72 @@ mod tests {
         assert_eq!(&px[3..], &[expect(252.0), expect(255.0), expect(164.0)]);
         // All-zero heat leaves the patch as it is.
         assert_eq!(decode(&heat_overlay_png(&[1.0, 0.0], &[0.0, 0.0], 2, 1)).3, [255, 255, 255, 0, 0, 0]);
+    }
+
+    #[test]
+    fn spread_keeps_a_peak_and_widens_it() {
+        let (w, h) = (15, 11);
+        let mut v = vec![0.0; w * h];
+        v[5 * w + 7] = 2.0;
+        let s = spread(&v, w, h, 2);
+        assert_eq!(s[5 * w + 7], 2.0, "a lone peak keeps its value");
+        // Lit out to 2 r from the peak, not beyond.
+        assert!(s[5 * w + 11] > 0.0 && s[5 * w + 12] == 0.0 && s[5 * w + 3] > 0.0 && s[5 * w + 2] == 0.0);
+        assert!(s[w + 7] > 0.0 && s[7] == 0.0);
+        // The max filter and the clipped box blur against brute force, on a ragged line.
+        let line: Vec<f32> = (0..13).map(|i| ((i * 7) % 5) as f32 - 1.0).collect();
+        for r in 1..4 {
+            let (mut m, mut b, mut scratch) = (line.clone(), line.clone(), Vec::new());
+            max_filter_line(&mut m, r, &mut scratch);
+            box_blur_line(&mut b, r, &mut scratch);
+            for i in 0..line.len() {
+                let win = &line[i.saturating_sub(r)..(i + r + 1).min(line.len())];
+                assert_eq!(m[i], win.iter().cloned().fold(f32::MIN, f32::max), "max r={r} i={i}");
+                let mean = win.iter().sum::<f32>() / win.len() as f32;
+                assert!((b[i] - mean).abs() < 1e-5, "blur r={r} i={i}");
+            }
+        }
+        assert_eq!(spread(&[f32::NAN, 1.0], 2, 1, 0), [0.0, 1.0]);
+    }
+
+    #[test]
+    fn highlight_overlay_colours_the_highlight_and_outlines_boxes() {
+        let (w, h) = (60, 50);
+        let base = vec![0.5; w * h];
+        let mut heat = vec![0.0; w * h];
+        heat[40 * w + 45] = 4.0; // one hot pixel, far from the box
+        heat[10 * w + 50] = 0.5; // 12.5% of the maximum: left alone
+        let boxes = [ScoredBox { x: 10, y: 20, w: 40, h: 15, score: 0.934 }];
+        let (_, _, color, px) = decode(&highlight_overlay_png(&base, &heat, w, h, 4.0, &boxes, None));
+        assert_eq!(color, ::png::ColorType::Rgb);
+        let at = |x: usize, y: usize| [px[(y * w + x) * 3], px[(y * w + x) * 3 + 1], px[(y * w + x) * 3 + 2]];
+        let grey = [128, 128, 128];
+        assert_eq!(at(2, 45), grey, "no heat: the mammogram as it is");
+        assert_eq!(at(50, 10), grey, "low heat: the mammogram as it is");
+        assert_ne!(at(45, 40), grey, "the hot pixel is coloured");
+        assert_ne!(at(46, 41), grey, "and spread to its neighbours");
+        // The box outline is cyan, its inside untouched; the label sits above the box in cyan.
+        assert_eq!(at(20, 34), BOX_COLOR);
+        assert_eq!(at(10, 27), BOX_COLOR);
+        assert_eq!(at(20, 27), grey);
+        assert_eq!(at(10, 19), BOX_COLOR, "label background just above the box");
+        // A hot spot where that label would go: the label moves to the box's right end instead.
+        let mut hot = heat.clone();
+        hot[15 * w + 12] = 4.0;
+        let (_, _, _, px) = decode(&highlight_overlay_png(&base, &hot, w, h, 4.0, &boxes, None));
+        let at = |x: usize, y: usize| [px[(y * w + x) * 3], px[(y * w + x) * 3 + 1], px[(y * w + x) * 3 + 2]];
+        assert_ne!(at(10, 19), BOX_COLOR, "not over the hot spot");
+        assert_eq!(at(49, 19), BOX_COLOR, "above the box, flush with its right side");
+        // A caption, and the same image without any boxes has none of that colour.
+        let (_, _, _, captioned) = decode(&highlight_overlay_png(&base, &heat, w, h, 4.0, &[], Some("0.93")));
+        assert_eq!(&captioned[..3], &[0, 0, 0]);
+        assert!(!captioned.chunks(3).any(|c| c == BOX_COLOR));
+        // Zero max: just the grey image.
+        let (_, _, _, plain) = decode(&highlight_overlay_png(&base, &heat, w, h, 0.0, &[], None));
+        assert!(plain.iter().all(|&v| v == 128));
+        assert_eq!(display_scales(1000, 1200), (7, 4, 4));
+        assert_eq!(display_scales(4000, 5000), (27, 16, 16));
+        assert_eq!(display_scales(60, 50), (1, 1, 1));
     }
 
     #[test]

@@ -11,14 +11,19 @@
 //! - [`maps`]: PxAP (pooled, exact), NCC, pointing game, energy in mask, counterfactual drop, and the
 //!   accumulator that aggregates them over a split.
 //! - [`metrics`]: the serde records and their flat `classifier.*` / `attribution.*` / `saliency.*` form.
-//! - [`images`]: in-memory PNGs for the gallery (grey, inferno, heat overlay).
+//! - [`whole_image`]: what explain gives for whole mammograms, scored: FROC of mass detection, breast
+//!   scores, where the whole-image highlight map puts its weight.
+//! - [`images`]: in-memory PNGs for the gallery (grey, inferno, heat overlay) and explain's whole-image
+//!   highlight overlay; [`annotate`] draws its boxes and text (a built-in 5×7 bitmap font).
 //! - [`report`]: the HTML page; `charts` draws its inline SVG and `html` escapes its text.
 
+pub mod annotate;
 pub mod classifier;
 pub mod images;
 pub mod maps;
 pub mod metrics;
 pub mod report;
+pub mod whole_image;
 
 mod charts;
 mod html;
@@ -28,10 +33,16 @@ pub use classifier::{
     sensitivity_specificity,
 };
 pub use html::{escape as escape_html, png_data_uri};
-pub use images::{colormap_png, gray_png, heat_overlay_png, inferno};
+pub use images::{ScoredBox, colormap_png, gray_png, heat_overlay_png, highlight_overlay_png, inferno};
 pub use maps::{
     MapMetricsAccumulator, PxapAccumulator, average_precision, counterfactual_drop, energy_in_mask, ncc, pointing_game,
     pxap,
 };
 pub use metrics::{ClassifierMetrics, MapMetrics, flatten_metrics};
-pub use report::{Chart, GalleryRow, GallerySection, Report, STANDARD_COLUMNS, Series, render_report};
+pub use report::{
+    Chart, GalleryRow, GallerySection, Report, STANDARD_COLUMNS, Series, WholeImageReport, render_report,
+};
+pub use whole_image::{
+    FROC_FP_RATES, ImageMapAccumulator, ImageMapMetrics, ScoredRegion, WholeImageMetrics, box_overlaps_mask,
+    breast_scores, froc, sensitivity_at,
+};

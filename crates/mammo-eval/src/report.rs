@@ -8,9 +8,10 @@
 
 use std::fmt::Write;
 
-use crate::charts::{line_chart, roc_chart, series_color};
+use crate::charts::{froc_chart, line_chart, roc_chart, series_color};
 use crate::html::{escape, fmt3, png_data_uri};
 use crate::metrics::{ClassifierMetrics, MapMetrics};
+use crate::whole_image::{ImageMapMetrics, WholeImageMetrics};
 
 /// One named training curve: `(step, value)` points, e.g. `classifier/loss`.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -82,6 +83,19 @@ pub struct GallerySection {
     pub rows: Vec<GalleryRow>,
 }
 
+/// The whole-image part of the report: what explain gives on the split's whole mammograms.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WholeImageReport {
+    /// The headline figures.
+    pub metrics: WholeImageMetrics,
+    /// The image-level ROC curve from [`crate::roc_curve`].
+    pub roc_curve: Vec<(f64, f64, f64)>,
+    /// The FROC curve from [`crate::froc`].
+    pub froc_curve: Vec<(f64, f64)>,
+    /// Where each kind of whole-image map puts its weight, by the map's name.
+    pub maps: Vec<(String, ImageMapMetrics)>,
+}
+
 /// Everything the report shows. Empty parts are left out of the page.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Report {
@@ -89,7 +103,9 @@ pub struct Report {
     pub title: String,
     /// Key–value lines under the title (run id, dataset hash, date...), shown as given and in order.
     pub details: Vec<(String, String)>,
-    /// Classifier metrics on the test split.
+    /// The headline: whole mammograms, through the code explain and serve use.
+    pub whole_image: Option<WholeImageReport>,
+    /// Classifier metrics on the test split's patches.
     pub classifier: Option<ClassifierMetrics>,
     /// The test ROC curve from [`crate::roc_curve`].
     pub roc_curve: Vec<(f64, f64, f64)>,
@@ -151,8 +167,12 @@ pub fn render_report(report: &Report) -> String {
         }
         body.push_str("</table>\n");
     }
+    if let Some(w) = &report.whole_image {
+        nav.push(("whole", "Whole mammograms"));
+        whole_image_section(&mut body, w);
+    }
     if report.classifier.is_some() || !report.roc_curve.is_empty() {
-        nav.push(("classifier", "Classifier"));
+        nav.push(("classifier", "Classifier (patches)"));
         classifier_section(&mut body, report);
     }
     if report.attribution.is_some() || report.saliency.is_some() {
@@ -176,9 +196,97 @@ pub fn render_report(report: &Report) -> String {
     )
 }
 
+/// The headline section: image and breast AUC, the image ROC, the FROC of malignant-mass detection and
+/// the whole-image map metrics.
+fn whole_image_section(out: &mut String, w: &WholeImageReport) {
+    let m = &w.metrics;
+    out.push_str("<section id=\"whole\">\n<h2>Whole mammograms</h2>\n");
+    out.push_str(
+        "<p class=\"note\">What a user of <code>explain</code> and <code>serve</code> gets: each whole image of the \
+         split tiled, scored and mapped by the same code. The image score is the most suspicious tile's \
+         P(malignant); a region hits a malignant mass when its box overlaps the mass's mask, and every other \
+         region is a false positive (one on a benign mass included).</p>\n<div class=\"row\">\n",
+    );
+    if !w.roc_curve.is_empty() {
+        let _ = write!(
+            out,
+            "<figure class=\"roc\">{}<figcaption>Image-level ROC: {} malignant of {} images. AUC {} \
+             (95% bootstrap CI {}–{}). Dashed: chance.</figcaption></figure>\n",
+            roc_chart(&w.roc_curve, None),
+            m.n_malignant,
+            m.n_images,
+            fmt3(m.image_auc),
+            fmt3(m.image_auc_ci95[0]),
+            fmt3(m.image_auc_ci95[1])
+        );
+    }
+    if !w.froc_curve.is_empty() {
+        let x_max = m.froc.iter().map(|p| p.0).fold(1.0, f64::max) * 1.5;
+        let _ = write!(
+            out,
+            "<figure class=\"roc\">{}<figcaption>FROC: sensitivity for the {} malignant masses against false \
+             positives per image; dots at the reported rates.</figcaption></figure>\n",
+            froc_chart(&w.froc_curve, x_max, &m.froc),
+            m.n_masses
+        );
+    }
+    out.push_str("<table>\n<tr><th>metric</th><th class=\"num\">value</th></tr>\n");
+    let mut rows = vec![
+        ("image.auc", "Image AUC (malignant vs rest)".to_string(), fmt3(m.image_auc)),
+        (
+            "image.auc_ci95",
+            "95% CI (bootstrap)".to_string(),
+            format!("{} – {}", fmt3(m.image_auc_ci95[0]), fmt3(m.image_auc_ci95[1])),
+        ),
+        ("breast.auc", "Breast AUC (most suspicious view)".to_string(), fmt3(m.breast_auc)),
+        (
+            "image.n",
+            "Images (malignant / normal)".to_string(),
+            format!("{} ({} / {})", m.n_images, m.n_malignant, m.n_normal),
+        ),
+        ("breast.n", "Breasts".to_string(), m.n_breasts.to_string()),
+    ];
+    for &(fp, s) in &m.froc {
+        rows.push(("detection.froc", format!("Sensitivity at {fp} FP/image"), fmt3(s)));
+    }
+    for (key, label, value) in rows {
+        let _ = writeln!(out, "<tr><td title=\"{key}\">{}</td><td class=\"num\">{value}</td></tr>", escape(&label));
+    }
+    out.push_str("</table>\n</div>\n");
+    if !w.maps.is_empty() {
+        out.push_str(
+            "<h3>Where the highlight goes on whole images</h3>\n<p class=\"note\">Each map is stitched from its \
+             tiles and weighted by the tile's P(malignant), as explain draws it. Pointing: the whole image's \
+             maximum lies on a malignant mass. Energy in lesion: the map's mass inside the malignant masses over \
+             its mass in the breast. Normal / malignant mass: the map's total on normal images over that on \
+             malignant ones (lower is better).</p>\n<table>\n<tr><th>metric</th>",
+        );
+        for (name, _) in &w.maps {
+            let _ = write!(out, "<th class=\"num\">{}</th>", escape(name));
+        }
+        out.push_str("</tr>\n");
+        let rows: [(&str, &str, fn(&ImageMapMetrics) -> String); 5] = [
+            ("pointing_game", "Pointing game (malignant images)", |m| fmt3(m.pointing_game)),
+            ("energy_in_lesion", "Energy in lesion (mean share)", |m| fmt3(m.energy_in_lesion)),
+            ("ncc", "NCC with the feature mask", |m| fmt3(m.ncc)),
+            ("normal_to_malignant_mass", "Normal / malignant map mass", |m| fmt3(m.normal_to_malignant_mass)),
+            ("n_malignant", "Malignant images (n)", |m| m.n_malignant.to_string()),
+        ];
+        for (key, label, value) in rows {
+            let _ = write!(out, "<tr><td title=\"image_*.{key}\">{label}</td>");
+            for (_, m) in &w.maps {
+                let _ = write!(out, "<td class=\"num\">{}</td>", value(m));
+            }
+            out.push_str("</tr>\n");
+        }
+        out.push_str("</table>\n");
+    }
+    out.push_str("</section>\n");
+}
+
 /// The ROC curve with its caption, beside the classifier metrics table.
 fn classifier_section(out: &mut String, report: &Report) {
-    out.push_str("<section id=\"classifier\">\n<h2>Classifier</h2>\n<div class=\"row\">\n");
+    out.push_str("<section id=\"classifier\">\n<h2>Classifier (patches)</h2>\n<div class=\"row\">\n");
     let c = report.classifier.as_ref();
     if !report.roc_curve.is_empty() {
         // The operating point is (1 − specificity, sensitivity) at the chosen threshold: the same numbers
@@ -356,14 +464,37 @@ mod tests {
                     images: vec![vec![1, 2, 3]],
                 }],
             }],
+            whole_image: Some(WholeImageReport {
+                metrics: WholeImageMetrics {
+                    image_auc: 0.9,
+                    froc: vec![(0.5, 0.75), (1.0, 0.875)],
+                    n_images: 8,
+                    n_malignant: 4,
+                    n_masses: 4,
+                    ..WholeImageMetrics::default()
+                },
+                roc_curve: vec![(0.0, 0.0, 1.0), (0.5, 1.0, 0.5), (1.0, 1.0, 0.0)],
+                froc_curve: vec![(0.0, 0.0), (0.25, 0.75), (1.0, 0.875), (3.0, 1.0)],
+                maps: vec![("<u>".into(), ImageMapMetrics { pointing_game: 0.75, ..ImageMapMetrics::default() })],
+            }),
             ..Report::default()
         }
     }
 
     #[test]
+    fn the_whole_image_section_leads_with_its_figures() {
+        let html = render_report(&hostile());
+        let whole = html.find("id=\"whole\"").expect("a whole-image section");
+        assert!(whole < html.find("id=\"gallery\"").unwrap());
+        assert!(html.contains("Sensitivity at 1 FP/image</td><td class=\"num\">0.875"));
+        assert!(html.contains("aria-label=\"FROC curve\""));
+        assert!(html.contains("<th class=\"num\">&lt;u&gt;</th>"));
+    }
+
+    #[test]
     fn all_text_is_escaped() {
         let html = render_report(&hostile());
-        for raw in ["<script>", "<i>", "p<1>", "Best <1>", "\"x\"", "run & id", "a'b"] {
+        for raw in ["<script>", "<i>", "<u>", "p<1>", "Best <1>", "\"x\"", "run & id", "a'b"] {
             assert!(!html.contains(raw), "unescaped {raw:?}");
         }
         assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));

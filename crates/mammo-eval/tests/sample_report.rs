@@ -205,6 +205,7 @@ fn render_sample_report() {
         attribution: Some(attribution),
         saliency: Some(saliency),
         form_only: None,
+        whole_image: None,
         charts: Chart::group_by_family(training_series(&mut rng)),
         gallery: vec![
             GallerySection {

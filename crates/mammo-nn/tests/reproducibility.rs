@@ -60,9 +60,17 @@ fn same_seed_same_weights_different_seed_different_weights() {
 /// not dividing it, so the stop itself must save) then resumed by a fresh call; both must agree bit
 /// for bit, weights and optimizer state.
 fn resume_matches(train: Trainer, model: &str, total: u64, stop_at: u64) {
+    resume_matches_with(train, model, total, stop_at, &[]);
+}
+
+/// [`resume_matches`] with further config settings.
+fn resume_matches_with(train: Trainer, model: &str, total: u64, stop_at: u64, settings: &[(&str, &str)]) {
     let data = synthetic(12, 32, 4);
     let mut config = tiny_config(total);
     config.set("train.checkpoint_every", "3").unwrap();
+    for (key, value) in settings {
+        config.set(key, value).unwrap();
+    }
 
     let straight = tempfile::tempdir().unwrap();
     let h1 = completed_hash(
@@ -100,6 +108,27 @@ fn resume_matches(train: Trainer, model: &str, total: u64, stop_at: u64) {
 #[test]
 fn classifier_resume_equals_uninterrupted() {
     resume_matches(train_classifier, "classifier", 8, 4);
+}
+
+#[test]
+fn classifier_resume_with_mined_hard_negatives_equals_uninterrupted() {
+    // Mining at steps 2, 4, 6 and 8; the stop at 7 saves the picks of step 6, which steps 7 and the
+    // resumed call's first step must draw from exactly as the uninterrupted run does.
+    let mining =
+        [("classifier.mine_every", "2"), ("classifier.hard_negatives", "0.5"), ("classifier.hard_pool", "0.3")];
+    resume_matches_with(train_classifier, "classifier", 10, 7, &mining);
+    // The picks travel with the checkpoint.
+    let data = synthetic(12, 32, 4);
+    let mut config = tiny_config(5);
+    for (key, value) in mining {
+        config.set(key, value).unwrap();
+    }
+    let run = tempfile::tempdir().unwrap();
+    train_classifier(run.path(), &data, &config, &device(), &mut Recorder::default(), &no_stop()).unwrap();
+    let ckpt = checkpoint::latest(run.path(), "classifier").unwrap().unwrap();
+    let hard: Vec<usize> = serde_json::from_slice(&ckpt.read("classifier.hard.json").unwrap()).unwrap();
+    assert!(!hard.is_empty() && hard.windows(2).all(|w| w[0] < w[1]), "{hard:?}");
+    assert!(hard.iter().all(|&i| data.labels[i] != mammo_io::layouts::Label::Malignant), "only negatives are mined");
 }
 
 #[test]

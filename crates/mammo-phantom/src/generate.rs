@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::anatomy::{Anatomy, Breast, PatientAnatomy};
 use crate::lesion::{LesionShape, Placed};
+use crate::linear;
 use crate::rng::{Gaussian, Purpose, stream, uniform};
 use crate::texture::{TextureSpec, power_law_pair};
 use crate::{GeneratedCase, PhantomParams};
@@ -182,6 +183,12 @@ fn smoothstep(x: f64) -> f64 {
 ///
 /// Panics if `params` fails [`PhantomParams::validate`].
 pub fn generate_case(params: &PhantomParams, index: usize) -> GeneratedCase {
+    generate(params, index, true)
+}
+
+/// [`generate_case`], optionally without the normal linear structures (for tests that need the same
+/// image without them).
+pub(crate) fn generate(params: &PhantomParams, index: usize, with_lines: bool) -> GeneratedCase {
     if let Err(e) = params.validate() {
         panic!("{e}");
     }
@@ -213,6 +220,13 @@ pub fn generate_case(params: &PhantomParams, index: usize) -> GeneratedCase {
     let (gland_tex, fine_tex) = power_law_pair(gw, gh, &spec, &mut stream(seed, Purpose::Texture, index as u64, 0));
 
     let mut signal = tissue_signal(&breast, &anatomy, &woman, &gland_tex, &fine_tex, gw);
+
+    // Ducts and Cooper's ligaments: normal anatomy in every breast, as thin and about as bright as
+    // spicules, in no mask.
+    if with_lines {
+        let lines = linear::draw(&breast, &mut stream(seed, Purpose::Lines, index as u64, 0));
+        linear::render(&lines, &breast, &anatomy, &mut signal);
+    }
 
     // The lesion: drawn per breast (both views show the same mass), projected per view.
     let mut lesion_masks = Vec::new();
@@ -418,6 +432,264 @@ fn quantise(signal: &[f32], params: &PhantomParams, index: usize) -> GrayImage<u
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::texture::tests::{radial_power, spectral_slope};
+
+    /// 2 x 2 mean of an image: 0.2 mm -> the working resolution of 0.4 mm.
+    fn bin2(img: &GrayImage<u16>) -> (Vec<f64>, usize, usize) {
+        let (w2, h2) = (img.width / 2, img.height / 2);
+        let mut out = vec![0.0; w2 * h2];
+        for r in 0..h2 {
+            for c in 0..w2 {
+                let s: u32 =
+                    [(0, 0), (0, 1), (1, 0), (1, 1)].iter().map(|(a, b)| img.get(2 * c + b, 2 * r + a) as u32).sum();
+                out[r * w2 + c] = s as f64 / 4.0;
+            }
+        }
+        (out, w2, h2)
+    }
+
+    /// Separable Gaussian filter of `v` with standard deviation `sigma` pixels and derivative order
+    /// `dx`, `dy` (0, 1 or 2) along each axis; edges clamped.
+    fn gauss(v: &[f64], w: usize, h: usize, sigma: f64, dx: u8, dy: u8) -> Vec<f64> {
+        let r = (4.0 * sigma).ceil() as isize;
+        let kernel = |order: u8| -> Vec<f64> {
+            (-r..=r)
+                .map(|i| {
+                    let x = i as f64;
+                    let g = (-x * x / (2.0 * sigma * sigma)).exp() / (sigma * std::f64::consts::TAU.sqrt());
+                    match order {
+                        0 => g,
+                        1 => -x / (sigma * sigma) * g,
+                        _ => (x * x / sigma.powi(4) - 1.0 / (sigma * sigma)) * g,
+                    }
+                })
+                .collect()
+        };
+        let (kx, ky) = (kernel(dx), kernel(dy));
+        let at = |i: isize, n: usize| i.clamp(0, n as isize - 1) as usize;
+        let mut tmp = vec![0.0; w * h];
+        for y in 0..h {
+            for x in 0..w {
+                tmp[y * w + x] =
+                    kx.iter().enumerate().map(|(j, k)| k * v[y * w + at(x as isize + j as isize - r, w)]).sum();
+            }
+        }
+        let mut out = vec![0.0; w * h];
+        for y in 0..h {
+            for x in 0..w {
+                out[y * w + x] =
+                    ky.iter().enumerate().map(|(j, k)| k * tmp[at(y as isize + j as isize - r, h) * w + x]).sum();
+            }
+        }
+        out
+    }
+
+    /// Bright-line response at 0.4 mm: where the Hessian (at 0.4 mm scale) curves down strongly across
+    /// one direction and little along the other, its larger curvature relative to the local mean; zero
+    /// elsewhere and outside `keep`.
+    fn ridges(case: &GeneratedCase, keep: impl Fn(usize, usize) -> bool) -> (Vec<f64>, usize, usize) {
+        let (v, w, h) = bin2(&case.image);
+        let (hxx, hyy, hxy) = (gauss(&v, w, h, 1.0, 2, 0), gauss(&v, w, h, 1.0, 0, 2), gauss(&v, w, h, 1.0, 1, 1));
+        let mean = gauss(&v, w, h, 5.0, 0, 0);
+        let out = (0..w * h)
+            .map(|i| {
+                if !keep(i % w, i / w) {
+                    return 0.0;
+                }
+                let (tr, det) = (hxx[i] + hyy[i], hxx[i] * hyy[i] - hxy[i] * hxy[i]);
+                let disc = (tr * tr / 4.0 - det).max(0.0).sqrt();
+                let (l1, l2) = (tr / 2.0 - disc, tr / 2.0 + disc);
+                if l1 < 0.0 && l1.abs() > 3.0 * l2.abs() { -l1 / mean[i].max(1.0) } else { 0.0 }
+            })
+            .collect();
+        (out, w, h)
+    }
+
+    /// The breast of image `i`, rebuilt as `generate` builds it.
+    fn breast_of(p: &PhantomParams, i: usize) -> (Breast, Anatomy) {
+        let (slot, (w, h)) = (case_slot(i), p.image_size());
+        let woman = patient(p.seed, slot.patient);
+        let mut rng = stream(p.seed, Purpose::View, i as u64, 0);
+        let b = Breast::draw(&woman.anatomy, slot.laterality, slot.view, w, h, p.spacing_mm, &mut rng);
+        let an = b.anatomy();
+        (b, an)
+    }
+
+    /// At 0.4 mm (pixel `k` of the binned image): inside the breast, 6 mm or more from the skin, not muscle.
+    fn interior(an: &Anatomy, w: usize, k: usize) -> bool {
+        let j = 2 * (k / (w / 2)) * w + 2 * (k % (w / 2));
+        an.breast[j] && !an.pectoral[j] && an.d_skin[j] > 6.0
+    }
+
+    /// 99.5th percentile of a ridge response over the pixels `keep`.
+    fn threshold(r: &[f64], keep: impl Fn(usize) -> bool) -> f64 {
+        let mut v: Vec<f64> = (0..r.len()).filter(|&k| keep(k)).map(|k| r[k]).collect();
+        v.sort_by(f64::total_cmp);
+        v[v.len() * 995 / 1000]
+    }
+
+    /// Binned `a / b - 1`: what a structure present in `a` and absent from `b` adds, relatively.
+    fn elevation(a: &GeneratedCase, b: &GeneratedCase) -> Vec<f64> {
+        let ((a, _, _), (b, _, _)) = (bin2(&a.image), bin2(&b.image));
+        a.iter().zip(&b).map(|(a, b)| a / b.max(1.0) - 1.0).collect()
+    }
+
+    fn fraction_above(r: &[f64], pixels: &[usize], t: f64) -> f64 {
+        pixels.iter().filter(|&&k| r[k] > t).count() as f64 / pixels.len().max(1) as f64
+    }
+
+    #[test]
+    fn normal_breasts_show_thin_bright_lines() {
+        // A line detector at the working resolution (0.4 mm) responds along the ducts and ligaments of
+        // normal breasts: on their centre lines it exceeds the 99.5th percentile of its response to the
+        // same image without them far more often than there (0.5 % of the interior by construction).
+        let p = PhantomParams { cases: 40, seed: 1, ..Default::default() };
+        let (w, _) = p.image_size();
+        let normal: Vec<usize> = (0..p.cases).filter(|&i| case_label(&p, i) == Label::Normal).take(4).collect();
+        let (mut with_hits, mut without_hits, mut total) = (0.0, 0.0, 0.0);
+        for &i in &normal {
+            let (with, without) = (generate(&p, i, true), generate(&p, i, false));
+            assert!(with.meta.lesions.is_empty() && with.lesion_masks.is_empty());
+            assert_eq!(with.breast_mask, without.breast_mask);
+            let (_, an) = breast_of(&p, i);
+            let keep = |k: usize| interior(&an, w, k);
+            let (r_with, _, _) = ridges(&with, |_, _| true);
+            let (r_without, _, _) = ridges(&without, |_, _| true);
+            let t = threshold(&r_without, keep);
+            let e = elevation(&with, &without);
+            let on: Vec<usize> = (0..e.len()).filter(|&k| keep(k) && e[k] >= 0.3 * linear::LINE_CONTRAST).collect();
+            assert!(on.len() > 500, "case {i}: only {} line pixels", on.len());
+            let n = on.len() as f64;
+            with_hits += fraction_above(&r_with, &on, t) * n;
+            without_hits += fraction_above(&r_without, &on, t) * n;
+            total += n;
+        }
+        let (with_f, without_f) = (with_hits / total, without_hits / total);
+        println!("line pixels above the 99.5th percentile: {with_f:.3} with lines, {without_f:.3} without");
+        assert!(with_f > 0.03 && with_f > 4.0 * without_f, "{with_f} vs {without_f}");
+    }
+
+    #[test]
+    fn lines_enter_no_mask_and_look_like_spicules_at_the_working_resolution() {
+        let p = PhantomParams { cases: 40, seed: 1, ..Default::default() };
+        let flat = PhantomParams { lesion_contrast: 0.0, ..p.clone() };
+        let (w, _) = p.image_size();
+        let malignant: Vec<usize> = (0..p.cases).filter(|&i| case_label(&p, i) == Label::Malignant).take(4).collect();
+        let (mut spicule, mut line) = ((0.0, 0.0), (0.0, 0.0));
+        for &i in &malignant {
+            let (with, without) = (generate(&p, i, true), generate(&p, i, false));
+            // The lines change the image, outside the lesion too, and nothing else.
+            assert_eq!(with.lesion_masks, without.lesion_masks, "case {i}");
+            assert_eq!(with.feature_masks, without.feature_masks, "case {i}");
+            assert_eq!((&with.breast_mask, &with.meta), (&without.breast_mask, &without.meta), "case {i}");
+            let changed_outside = (0..with.image.data.len())
+                .filter(|&j| with.image.data[j] != without.image.data[j] && with.lesion_masks[0].data[j] == 0)
+                .count();
+            assert!(changed_outside > 1000, "case {i}: {changed_outside}");
+
+            // Spicules (the lesion alone, beyond its body) and lines, in the same image, as a line
+            // detector at 0.4 mm sees them.
+            let (_, an) = breast_of(&p, i);
+            let keep = |k: usize| interior(&an, w, k);
+            let (r, _, _) = ridges(&with, |_, _| true);
+            let t = threshold(&r, keep);
+            let l = &with.meta.lesions[0];
+            let lesion = elevation(&without, &generate(&flat, i, false));
+            let lines = elevation(&with, &without);
+            let rho = |k: usize| {
+                let (x, y) = ((2 * (k % (w / 2))) as f64 + 1.0, (2 * (k / (w / 2))) as f64 + 1.0);
+                (x - l.cx).hypot(y - l.cy) * p.spacing_mm
+            };
+            let body = (0..lesion.len()).filter(|&k| lesion[k] >= 0.9 * l.contrast).map(rho).fold(0.0, f64::max);
+            let strong = 0.3 * linear::LINE_CONTRAST;
+            let on_spicules: Vec<usize> =
+                (0..lesion.len()).filter(|&k| keep(k) && rho(k) > body + 1.0 && lesion[k] >= strong).collect();
+            let on_lines: Vec<usize> =
+                (0..lines.len()).filter(|&k| keep(k) && rho(k) > body + 15.0 && lines[k] >= strong).collect();
+            assert!(on_spicules.len() > 50 && on_lines.len() > 500, "case {i}");
+            for (acc, on) in [(&mut spicule, &on_spicules), (&mut line, &on_lines)] {
+                acc.0 += fraction_above(&r, on, t) * on.len() as f64;
+                acc.1 += on.len() as f64;
+            }
+        }
+        let (s, l) = (spicule.0 / spicule.1, line.0 / line.1);
+        println!("pixels above the 99.5th percentile of a line detector: spicules {s:.3}, lines {l:.3}");
+        assert!(s > 0.02 && l > 0.02, "{s} {l}");
+        assert!(l > 0.5 * s && l < 1.3 * s, "lines {l} vs spicules {s}");
+    }
+
+    #[test]
+    fn interior_texture_keeps_a_power_law_slope_near_three() {
+        // The radially averaged power spectrum of a normal breast's interior (256 px = 51 mm, Hann
+        // window), lines, blur and noise included, falls as k^-beta with beta within 2.8..3.3 over
+        // 0.16-0.94 cycles/mm.
+        let p = PhantomParams { cases: 40, seed: 1, ..Default::default() };
+        let normal: Vec<usize> = (0..p.cases).filter(|&i| case_label(&p, i) == Label::Normal).take(4).collect();
+        let n = 256;
+        let hann = |k: usize| 0.5 - 0.5 * (std::f64::consts::TAU * (k as f64 + 0.5) / n as f64).cos();
+        for &i in &normal {
+            let c = generate(&p, i, true);
+            let (b, an) = breast_of(&p, i);
+            let (x, y) = b.point_on_axes(0.45, 0.0);
+            let (x0, y0) = (b.col_of(x) as usize - n / 2, (y / p.spacing_mm) as usize - n / 2);
+            let at = |r: usize, col: usize| (y0 + r) * b.w + x0 + col;
+            assert!((0..n * n).all(|k| {
+                let j = at(k / n, k % n);
+                an.breast[j] && !an.pectoral[j] && an.d_skin[j] as f64 > b.fat_mm
+            }));
+            let mean = (0..n * n).map(|k| c.image.data[at(k / n, k % n)] as f64).sum::<f64>() / (n * n) as f64;
+            let field: Vec<f32> = (0..n * n)
+                .map(|k| ((c.image.data[at(k / n, k % n)] as f64 - mean) * hann(k / n) * hann(k % n)) as f32)
+                .collect();
+            let beta = -spectral_slope(&radial_power(&field, n), 8, 48);
+            println!("case {i} (density {}): beta {beta:.3}", c.meta.density);
+            assert!((2.8..=3.3).contains(&beta), "case {i}: beta {beta}");
+        }
+    }
+
+    #[test]
+    fn mlo_views_show_a_bright_pectoral_muscle_and_cc_views_none() {
+        let p = PhantomParams { cases: 8, seed: 2, width_mm: 120.0, ..Default::default() };
+        for i in 0..p.cases {
+            let c = generate_case(&p, i);
+            let (_, an) = breast_of(&p, i);
+            let muscle: Vec<f64> =
+                (0..an.breast.len()).filter(|&j| an.pectoral[j]).map(|j| c.image.data[j] as f64).collect();
+            if case_slot(i).view == View::CC {
+                assert!(muscle.is_empty(), "case {i}");
+                continue;
+            }
+            // Brighter than the breast tissue beside it (within 30 mm of the chest wall, away from the skin).
+            let beside: Vec<f64> = (0..an.breast.len())
+                .filter(|&j| an.breast[j] && !an.pectoral[j] && an.x_mm[j] < 30.0 && an.d_skin[j] > 15.0)
+                .map(|j| c.image.data[j] as f64)
+                .collect();
+            let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+            let (m, t) = (mean(&muscle), mean(&beside));
+            assert!(muscle.len() > 1000 && m > 1.2 * t, "case {i}: muscle {m} vs tissue {t}");
+        }
+    }
+
+    /// Run by hand: `cargo test --release -p mammo-phantom --lib -- --ignored --nocapture timing`. The cost
+    /// of the linear structures, interleaved with and without them so that machine load cancels; the
+    /// minimum of several runs per case.
+    #[test]
+    #[ignore]
+    fn timing_of_the_linear_structures() {
+        let p = PhantomParams { cases: 8, ..Default::default() };
+        let (mut with, mut without) = (vec![f64::MAX; p.cases], vec![f64::MAX; p.cases]);
+        for _ in 0..5 {
+            for i in 0..p.cases {
+                for (lines, best) in [(true, &mut with), (false, &mut without)] {
+                    let t = std::time::Instant::now();
+                    std::hint::black_box(generate(&p, i, lines));
+                    best[i] = best[i].min(t.elapsed().as_secs_f64());
+                }
+            }
+        }
+        let (a, b) = (with.iter().sum::<f64>() / p.cases as f64, without.iter().sum::<f64>() / p.cases as f64);
+        println!("per case (best of 5): {a:.4} s with lines, {b:.4} s without: +{:.1} %", 100.0 * (a / b - 1.0));
+    }
 
     #[test]
     fn slots_and_stratified_labels() {

@@ -17,10 +17,20 @@
 //!   MLO), compressed thickness falling off over the rounded edge near the skin line, subcutaneous and
 //!   retromammary fat, fibroglandular texture from a 1/f^beta random field mixed at one of the BI-RADS
 //!   density categories A-D (shared by a woman's four images), a small Gaussian blur (detector) and
-//!   signal-dependent Gaussian quantum noise.
+//!   signal-dependent Gaussian quantum noise. MLO views show the pectoral muscle, bright, in the upper
+//!   chest-wall corner; CC views none.
+//! - **Linear structures.** Every breast, normal ones included, has a few dozen thin bright lines
+//!   (drawn per view): ducts fanning out from just behind the nipple towards the chest wall, gently
+//!   curved and tapering, and Cooper's ligaments, arcs in the fat a few mm inside the skin line. They
+//!   have the width and cross-section of spicules and a little less than their contrast at the default
+//!   lesion contrast (their own does not follow `lesion_contrast`), so at the working resolution of
+//!   0.4 mm a spicule is told apart only by radiating from a mass, not by being a line. They are
+//!   anatomy: no mask holds them.
 //! - **Lesions.** Normal breasts have none; benign ones a round or oval circumscribed mass, malignant
-//!   ones an irregular spiculated mass (see [`PhantomParams`] for sizes and contrast). A breast's class
-//!   and lesion are shared by its two views. Per lesion there is a mask (body and spicules) and a
+//!   ones an irregular spiculated mass. Diameters are log-normal (median 14 mm; about 80 % within
+//!   8-25 mm, as in public datasets and screening statistics) truncated to
+//!   `[min_diameter_mm, max_diameter_mm]`; see [`PhantomParams`] for sizes and contrast. A breast's
+//!   class and lesion are shared by its two views. Per lesion there is a mask (body and spicules) and a
 //!   malignancy-feature mask (spicules and the irregular margin band; all zero for benign lesions).
 
 #![warn(missing_docs)]
@@ -29,6 +39,7 @@ mod anatomy;
 mod generate;
 mod identity;
 mod lesion;
+mod linear;
 mod rng;
 mod texture;
 mod write;
@@ -63,11 +74,15 @@ pub struct PhantomParams {
     pub malignant_fraction: f64,
     /// Fraction of breasts with a benign lesion; the rest are normal.
     pub benign_fraction: f64,
-    /// Mean peak lesion contrast relative to the surrounding tissue (0.04 = 4 %).
+    /// Mean peak lesion contrast relative to the surrounding tissue (0.04 = 4 %). The normal linear
+    /// structures (ducts, ligaments) are scaled to the default, whatever this is.
     pub lesion_contrast: f64,
     /// Relative spread of the contrast: each lesion's is `lesion_contrast * (1 ± contrast_jitter)`.
     pub contrast_jitter: f64,
     /// Smallest lesion body diameter in mm (lesions are shrunk where a breast is too small to hold them).
+    /// Diameters are drawn log-normal with a median of 14 mm, truncated (not clamped) to
+    /// `[min_diameter_mm, max_diameter_mm]`: about 80 % of them fall within 8-25 mm with the defaults,
+    /// and bounds set closer are always honoured.
     pub min_diameter_mm: f64,
     /// Largest lesion body diameter in mm.
     pub max_diameter_mm: f64,

@@ -567,3 +567,106 @@ fn lesions_too_large_for_a_small_breast_are_shrunk_into_it() {
     }
     assert_eq!(labels.len(), 3, "{labels:?}");
 }
+
+/// Run by hand to look at the phantom: `cargo test --release -p mammo-phantom -- --ignored look`. Writes
+/// 8-bit PNGs (windowed to the breast's 1st-99.8th percentiles) of the first normal and the first
+/// malignant MLO image of a default phantom to `$TMPDIR/phantom-look/`, at 0.2 mm and binned to the
+/// working resolution of 0.4 mm, with a 0.4 mm crop around the lesion.
+#[test]
+#[ignore]
+fn look() {
+    let dir = std::env::temp_dir().join("phantom-look");
+    std::fs::create_dir_all(&dir).unwrap();
+    // `LOOK_CONTRAST=0.15` exaggerates the lesions (the lines keep their fixed contrast).
+    let lesion_contrast = std::env::var("LOOK_CONTRAST").ok().and_then(|v| v.parse().ok()).unwrap_or(0.04);
+    let p = PhantomParams { cases: 64, lesion_contrast, ..Default::default() };
+    let mut wanted = vec![Label::Normal, Label::Malignant];
+    for i in (1..p.cases).step_by(2) {
+        let label = case_label(&p, i);
+        let Some(k) = wanted.iter().position(|&l| l == label) else { continue };
+        wanted.remove(k);
+        let c = generate_case(&p, i);
+        let mut inside: Vec<u16> =
+            c.image.data.iter().zip(&c.breast_mask.data).filter(|(_, m)| **m != 0).map(|(&v, _)| v).collect();
+        inside.sort_unstable();
+        let (lo, hi) = (inside[inside.len() / 100] as f64, inside[inside.len() * 998 / 1000] as f64);
+        let to8 = |v: f64| ((v - lo) / (hi - lo) * 255.0).round().clamp(0.0, 255.0) as u8;
+        let (w, h) = (c.image.width, c.image.height);
+        let full = mammo_io::GrayImage::from_vec(w, h, c.image.data.iter().map(|&v| to8(v as f64)).collect());
+        let name = format!("{:03}-{:?}-{:?}-{:?}", i, label, c.meta.laterality, c.meta.view).to_lowercase();
+        mammo_io::png_io::write_png8(&dir.join(format!("{name}-0.2mm.png")), &full).unwrap();
+        let (w2, h2) = (w / 2, h / 2);
+        let binned: Vec<u8> = (0..w2 * h2)
+            .map(|j| {
+                let (r, col) = (2 * (j / w2), 2 * (j % w2));
+                let s: f64 =
+                    [(0, 0), (0, 1), (1, 0), (1, 1)].iter().map(|(a, b)| c.image.get(col + b, r + a) as f64).sum();
+                to8(s / 4.0)
+            })
+            .collect();
+        let half = mammo_io::GrayImage::from_vec(w2, h2, binned.clone());
+        mammo_io::png_io::write_png8(&dir.join(format!("{name}-0.4mm.png")), &half).unwrap();
+        // The high-pass residual (relative to a 2 mm Gaussian blur) at 0.4 mm, +-4 % to black/white:
+        // what thin lines and spicules look like to a detector.
+        let v: Vec<f64> = (0..w2 * h2)
+            .map(|j| {
+                let (r, col) = (2 * (j / w2), 2 * (j % w2));
+                [(0, 0), (0, 1), (1, 0), (1, 1)].iter().map(|(a, b)| c.image.get(col + b, r + a) as f64).sum::<f64>()
+                    / 4.0
+            })
+            .collect();
+        let smooth = gaussian_blur(&v, w2, h2, 5.0);
+        let inside = |j: usize| c.breast_mask.get(2 * (j % w2), 2 * (j / w2)) != 0;
+        let hp: Vec<u8> = (0..w2 * h2)
+            .map(|j| {
+                if !inside(j) {
+                    return 0;
+                }
+                let rel = v[j] / smooth[j].max(1.0) - 1.0;
+                ((rel / 0.04 * 127.5) + 127.5).round().clamp(0.0, 255.0) as u8
+            })
+            .collect();
+        let hp_img = mammo_io::GrayImage::from_vec(w2, h2, hp.clone());
+        mammo_io::png_io::write_png8(&dir.join(format!("{name}-0.4mm-highpass.png")), &hp_img).unwrap();
+        if let Some(l) = c.meta.lesions.first() {
+            let (cx, cy) = ((l.cx / 2.0) as usize, (l.cy / 2.0) as usize);
+            let r = 100usize;
+            let (x0, y0) = (cx.saturating_sub(r).min(w2 - 2 * r), cy.saturating_sub(r).min(h2 - 2 * r));
+            let crop: Vec<u8> = (0..4 * r * r).map(|j| binned[(y0 + j / (2 * r)) * w2 + x0 + j % (2 * r)]).collect();
+            let crop = mammo_io::GrayImage::from_vec(2 * r, 2 * r, crop);
+            mammo_io::png_io::write_png8(&dir.join(format!("{name}-0.4mm-lesion.png")), &crop).unwrap();
+            let crop: Vec<u8> = (0..4 * r * r).map(|j| hp[(y0 + j / (2 * r)) * w2 + x0 + j % (2 * r)]).collect();
+            let crop = mammo_io::GrayImage::from_vec(2 * r, 2 * r, crop);
+            mammo_io::png_io::write_png8(&dir.join(format!("{name}-0.4mm-lesion-highpass.png")), &crop).unwrap();
+        }
+        println!("{name}: {:?}", c.meta.lesions.first().map(|l| (l.diameter_mm, l.cx, l.cy)));
+        if wanted.is_empty() {
+            break;
+        }
+    }
+}
+
+/// Separable Gaussian blur (standard deviation `sigma` pixels, edges clamped), for looking and testing.
+fn gaussian_blur(v: &[f64], w: usize, h: usize, sigma: f64) -> Vec<f64> {
+    let r = (3.0 * sigma).ceil() as isize;
+    let k: Vec<f64> = (-r..=r).map(|i| (-((i * i) as f64) / (2.0 * sigma * sigma)).exp()).collect();
+    let sum: f64 = k.iter().sum();
+    let at = |i: isize, n: usize| i.clamp(0, n as isize - 1) as usize;
+    let mut tmp = vec![0.0; w * h];
+    for y in 0..h {
+        for x in 0..w {
+            tmp[y * w + x] =
+                k.iter().enumerate().map(|(j, kv)| kv * v[y * w + at(x as isize + j as isize - r, w)]).sum::<f64>()
+                    / sum;
+        }
+    }
+    let mut out = vec![0.0; w * h];
+    for y in 0..h {
+        for x in 0..w {
+            out[y * w + x] =
+                k.iter().enumerate().map(|(j, kv)| kv * tmp[at(y as isize + j as isize - r, h) * w + x]).sum::<f64>()
+                    / sum;
+        }
+    }
+    out
+}

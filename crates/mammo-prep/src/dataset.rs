@@ -108,6 +108,28 @@ pub struct PatchStore {
 impl PatchStore {
     /// Opens a DATASET directory, checking its format version and that the files agree in size.
     pub fn open(dir: &Path) -> Result<Self> {
+        let (info, rows) = Self::read_index(dir)?;
+        let s2 = info.patch_size * info.patch_size;
+        let read = |name: &str, per_patch: usize| -> Result<Vec<u8>> {
+            let p = dir.join(name);
+            let bytes = std::fs::read(&p).map_err(|e| PrepError::io(&p, e))?;
+            if bytes.len() != rows.len() * per_patch {
+                return Err(PrepError::invalid(
+                    &p,
+                    format!("holds {} bytes, {} patches need {}", bytes.len(), rows.len(), rows.len() * per_patch),
+                ));
+            }
+            Ok(bytes)
+        };
+        let raw = read(PATCHES_FILE, s2 * 2)?;
+        let pixels = raw.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]]) as f32 / 65535.0).collect();
+        let masks = read(MASKS_FILE, s2)?;
+        Ok(PatchStore { info, rows, pixels, masks })
+    }
+
+    /// `dataset.json` (its format version checked) and `index.csv` alone, without the pixels: what a
+    /// DATASET holds and where each patch came from.
+    pub fn read_index(dir: &Path) -> Result<(DatasetInfo, Vec<IndexRow>)> {
         let info_path = dir.join(DATASET_JSON);
         let text = std::fs::read_to_string(&info_path).map_err(|e| PrepError::io(&info_path, e))?;
         let info: DatasetInfo = serde_json::from_str(&text)
@@ -125,22 +147,7 @@ impl PatchStore {
             .deserialize()
             .collect::<std::result::Result<Vec<IndexRow>, _>>()
             .map_err(|e| PrepError::invalid(&index_path, e.to_string()))?;
-        let s2 = info.patch_size * info.patch_size;
-        let read = |name: &str, per_patch: usize| -> Result<Vec<u8>> {
-            let p = dir.join(name);
-            let bytes = std::fs::read(&p).map_err(|e| PrepError::io(&p, e))?;
-            if bytes.len() != rows.len() * per_patch {
-                return Err(PrepError::invalid(
-                    &p,
-                    format!("holds {} bytes, {} patches need {}", bytes.len(), rows.len(), rows.len() * per_patch),
-                ));
-            }
-            Ok(bytes)
-        };
-        let raw = read(PATCHES_FILE, s2 * 2)?;
-        let pixels = raw.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]]) as f32 / 65535.0).collect();
-        let masks = read(MASKS_FILE, s2)?;
-        Ok(PatchStore { info, rows, pixels, masks })
+        Ok((info, rows))
     }
 
     /// Re-hashes the output files and compares them with `dataset.json`; names the first that differs.

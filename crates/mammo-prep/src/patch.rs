@@ -13,11 +13,14 @@ pub struct PatchParams {
     pub size: usize,
     /// Patches per lesion (each with its own jitter).
     pub per_lesion: usize,
-    /// Maximum offset of the lesion centre from the patch centre, as a fraction of the patch side.
+    /// Maximum offset of the lesion centre from the patch centre, as a fraction of the patch side. At
+    /// least a quarter: whole-image inference slides tiles every half patch, so the tile nearest a
+    /// lesion may have it up to a quarter of a side off centre in each direction.
     pub jitter: f64,
     /// Normal-tissue patches per image.
     pub normal_per_image: usize,
-    /// A normal patch must be at least this much breast.
+    /// A normal patch must be at least this much breast (default: what explain's tiles need,
+    /// [`crate::tiling::MIN_BREAST_FRACTION`]).
     pub min_breast_fraction: f64,
     /// Clearance between a normal patch and any lesion pixel, in pixels.
     pub lesion_clearance: usize,
@@ -28,9 +31,9 @@ impl Default for PatchParams {
         PatchParams {
             size: 64,
             per_lesion: 4,
-            jitter: 0.15,
+            jitter: 0.3,
             normal_per_image: 4,
-            min_breast_fraction: 0.6,
+            min_breast_fraction: crate::tiling::MIN_BREAST_FRACTION,
             lesion_clearance: 8,
         }
     }

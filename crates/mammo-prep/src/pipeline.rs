@@ -217,7 +217,9 @@ pub fn pseudonym(format: Format, patient: &str) -> String {
     format!("pt-{}", &h.finalize().to_hex()[..16])
 }
 
-fn relative(base: &Path, p: &Path) -> String {
+/// `p` relative to `base`, with `/` separators: how `index.csv`'s `source` and `dataset.json`'s inputs
+/// name a file of the input.
+pub fn relative(base: &Path, p: &Path) -> String {
     p.strip_prefix(base)
         .unwrap_or(p)
         .components()

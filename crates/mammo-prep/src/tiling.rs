@@ -4,6 +4,11 @@
 
 use mammo_io::GrayImage;
 
+/// The least share of a tile that must be breast for whole-image inference to visit it; normal-tissue
+/// training patches follow the same rule, so the classifier learns on the kind of tiles it will score
+/// (skin line and pectoral edges included), not only on tiles deep inside the breast.
+pub const MIN_BREAST_FRACTION: f64 = 0.25;
+
 /// A tile's top-left corner in the prepared image (may lie partly outside it; outside is background).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Tile {

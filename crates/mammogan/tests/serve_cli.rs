@@ -132,6 +132,9 @@ fn serves_ping_and_invocations_from_the_sagemaker_model_dir() {
     // base64 of a PNG starts with the PNG magic's encoding.
     assert!(v["heatmap_png_base64"].as_str().unwrap().starts_with("iVBORw0KGgo"), "{v}");
     assert!(v["heatmap_max"].as_f64().unwrap() > 0.0);
+    // map_max is explain's: the largest highlight value, the top of the heatmap's scale.
+    let (map_max, heatmap_max) = (v["map_max"].as_f64().unwrap(), v["heatmap_max"].as_f64().unwrap());
+    assert!(map_max > 0.0 && (map_max - heatmap_max).abs() <= 1e-5 * heatmap_max, "{map_max} vs {heatmap_max}");
     // No identifying attribute of the phantom's header in the answer.
     let text = String::from_utf8_lossy(&r.body);
     for n in (0..10).flat_map(|p| mammo_phantom::fake_identity(p).values()) {

@@ -110,9 +110,72 @@ fn train_evaluate_explain_write_what_they_promise_and_nothing_identifying() {
         assert!(run.join(f).is_file(), "{f}");
     }
 
-    let out = run_ok(&["evaluate", run.to_str().unwrap()]);
+    let out = run_ok(&["evaluate", run.to_str().unwrap(), "--images", ph.to_str().unwrap()]);
+    assert!(!String::from_utf8_lossy(&out.stdout).is_empty());
     let metrics: serde_json::Value =
         serde_json::from_slice(&std::fs::read(run.join("eval/metrics.json")).unwrap()).unwrap();
+    // The whole-image headline: every test image explained and scored against its masks.
+    for key in [
+        "image.auc",
+        "image.auc_ci95",
+        "breast.auc",
+        "detection.sensitivity_at_1fpi",
+        "image_attribution.pointing_game",
+        "image_attribution.energy_in_lesion",
+        "image_attribution.ncc",
+        "image_attribution.normal_to_malignant_mass",
+        "image_saliency.pointing_game",
+        "image_form_only.energy_in_lesion",
+    ] {
+        assert!(metrics.get(key).is_some(), "{key} missing from metrics.json: {metrics}");
+    }
+    let froc = metrics["detection.froc"].as_object().expect("detection.froc is an object");
+    assert_eq!(froc.keys().map(String::as_str).collect::<Vec<_>>(), ["0.25", "0.5", "1", "2"].to_vec(), "{froc:?}");
+    let (_, rows) = mammo_prep::PatchStore::read_index(ds).unwrap();
+    let test_images: std::collections::BTreeSet<&str> =
+        rows.iter().filter(|r| r.split == mammo_prep::split::Split::Test).map(|r| r.source.as_str()).collect();
+    assert_eq!(metrics["image.n"].as_u64(), Some(test_images.len() as u64), "every test image once");
+    let images_csv = std::fs::read_to_string(run.join("eval/images.csv")).unwrap();
+    assert_eq!(images_csv.lines().count(), 1 + test_images.len(), "{images_csv}");
+    for (source, line) in test_images.iter().zip(images_csv.lines().skip(1)) {
+        assert!(line.starts_with(&format!("{source},")), "{line} for {source}");
+    }
+    for key in [
+        "image.auc",
+        "detection.sensitivity_at_1fpi",
+        "image_attribution.pointing_game",
+        "image_saliency.pointing_game",
+    ] {
+        let v = metrics[key].as_f64();
+        assert!(v.is_none_or(|v| (0.0..=1.0).contains(&v)), "{key}: {v:?}");
+    }
+    let report = std::fs::read_to_string(run.join("eval/report.html")).unwrap();
+    assert!(report.contains("id=\"whole\"") && report.contains("aria-label=\"FROC curve\""));
+
+    // An image that is not the one the dataset was prepared from is refused, naming it.
+    let copy = tmp.path().join("phantom-edited");
+    let mut dirs = vec![ph.clone()];
+    while let Some(d) = dirs.pop() {
+        std::fs::create_dir_all(copy.join(d.strip_prefix(ph).unwrap())).unwrap();
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            match p.is_dir() {
+                true => dirs.push(p),
+                false => drop(std::fs::copy(&p, copy.join(p.strip_prefix(ph).unwrap())).unwrap()),
+            }
+        }
+    }
+    let first_test = test_images.first().unwrap();
+    let edited = copy.join(first_test);
+    let mut bytes = std::fs::read(&edited).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&edited, bytes).unwrap();
+    let out =
+        common::exe().args(["evaluate", run.to_str().unwrap(), "--images", copy.to_str().unwrap()]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains(first_test) && err.contains("BLAKE3"), "{err}");
+
     for key in [
         "classifier.auc",
         "classifier.sensitivity",
@@ -140,9 +203,7 @@ fn train_evaluate_explain_write_what_they_promise_and_nothing_identifying() {
     let ci = metrics["classifier.auc_ci95"].as_array().expect("auc_ci95 is [low, high]");
     assert_eq!(ci.len(), 2);
     assert!(metrics["attribution.pointing_game"].as_f64().is_some(), "{metrics}");
-    let report = std::fs::read_to_string(run.join("eval/report.html")).unwrap();
     assert!(report.contains("<svg") && report.contains("data:image/png;base64"));
-    assert!(!String::from_utf8_lossy(&out.stdout).is_empty());
 
     // Explain a whole phantom mammogram.
     let image = std::fs::read_dir(ph.join("images")).unwrap().map(|e| e.unwrap().path()).min().unwrap();

@@ -1,5 +1,6 @@
-//! Training the benign/malignant classifier: binary cross-entropy on balanced batches (half malignant,
-//! half negatives) of the training split, AdamW, augmentation on the CPU.
+//! Training the classifier of P(malignant): binary cross-entropy on balanced batches of the training
+//! split (half malignant; half negatives, each negative label an equal share, and once mined a share of
+//! the negatives the classifier currently finds hardest), AdamW, augmentation on the CPU.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,6 +30,8 @@ use crate::rng::stream;
 
 const WEIGHTS: &str = "classifier.safetensors";
 const OPTIMIZER: &str = "classifier.optim.bpk";
+/// The mined hard negatives (patch indices, JSON), so a resume draws the batches the run would have.
+const HARD_NEGATIVES: &str = "classifier.hard.json";
 /// Examples shown with their saliency at image steps.
 const IMAGE_EXAMPLES: usize = 4;
 
@@ -37,6 +40,8 @@ struct State {
     model: Classifier,
     optim: ModuleOptimizer,
     step: u64,
+    /// The hardest negatives at the last mining (empty before the first, or with mining off).
+    hard: Vec<usize>,
 }
 
 /// Trains (or resumes training) the classifier in `run_dir`, then exports it to `RUN/model/`.
@@ -55,7 +60,13 @@ pub fn train_classifier(
     config.validate()?;
     let split = parse_split(&config.data.split)?;
     let positives = data.indices(split, &[Label::Malignant]);
-    let negatives = data.indices(split, &parse_labels(&config.data.negatives)?);
+    let negative_labels = parse_labels(&config.data.negatives)?;
+    let negatives = data.indices(split, &negative_labels);
+    // Each negative label gets an equal share of the batch: normal tissue outnumbers benign masses
+    // several times over, and drawn in proportion it would leave the classifier seeing too few of
+    // the masses it must tell apart from malignant ones.
+    let negative_pools: Vec<Vec<usize>> =
+        negative_labels.iter().map(|&l| data.indices(split, &[l])).filter(|p| !p.is_empty()).collect();
     if positives.is_empty() || negatives.is_empty() {
         return Err(NnError::Data(format!(
             "the classifier needs malignant and {} patches in the {} split; found {} and {}",
@@ -92,15 +103,31 @@ pub fn train_classifier(
             return Ok(Outcome::Stopped { step: state.step });
         }
         let s = state.step;
-        // The whole batch of step s comes from the stream of step s: half malignant, half negative.
+        if cc.hard_negatives > 0.0 && s > 0 && s % cc.mine_every == 0 {
+            state.hard = hardest(&state.model, data, &negatives, cc.hard_pool, batch, device);
+        }
+        // The whole batch of step s comes from the stream of step s: half malignant, half negative
+        // (a share from the mined hardest negatives once there are any, the rest split evenly
+        // between the negative labels).
         let mut rng = stream(seed, CLASSIFIER, "batch", s);
         let n_pos = batch.div_ceil(2);
+        let n_hard =
+            if state.hard.is_empty() { 0 } else { ((batch - n_pos) as f64 * cc.hard_negatives).round() as usize };
         let aux = (cc.aux_weight > 0.0).then(|| (&AUX_MASK_BITS[..], state.model.aux_factor()));
         let mut drawn = draw_batch_with_masks(data, &positives, n_pos, &augment, &mut rng, aux);
-        let neg = draw_batch_with_masks(data, &negatives, batch - n_pos, &augment, &mut rng, aux);
-        drawn.pixels.extend(neg.pixels);
-        drawn.targets.extend(neg.targets);
-        drawn.known.extend(neg.known);
+        let n_plain = batch - n_pos - n_hard;
+        let mut parts = Vec::with_capacity(negative_pools.len() + 1);
+        for (k, pool) in negative_pools.iter().enumerate() {
+            // The first labels take the remainder, so the shares always add up to n_plain.
+            let n = n_plain / negative_pools.len() + usize::from(k < n_plain % negative_pools.len());
+            parts.push(draw_batch_with_masks(data, pool, n, &augment, &mut rng, aux));
+        }
+        parts.push(draw_batch_with_masks(data, &state.hard, n_hard, &augment, &mut rng, aux));
+        for part in parts {
+            drawn.pixels.extend(part.pixels);
+            drawn.targets.extend(part.targets);
+            drawn.known.extend(part.known);
+        }
         let MaskedBatch { pixels, targets: masks, known } = drawn;
         let targets: Vec<f32> = (0..batch).map(|i| if i < n_pos { 1.0 } else { 0.0 }).collect();
 
@@ -181,6 +208,32 @@ fn weighted_bce_with_logits(z: Tensor<1>, y: Tensor<1>, w: Tensor<1>) -> Tensor<
     ((pos + neg) * w).sum().neg() / total
 }
 
+/// The `share` of `negatives` (at least `min` of them) that `model` scores highest, in index order: the
+/// hard negatives the next steps draw from. A plain forward pass, no augmentation.
+fn hardest(
+    model: &Classifier,
+    data: &PatchData,
+    negatives: &[usize],
+    share: f64,
+    min: usize,
+    device: &Device,
+) -> Vec<usize> {
+    let eval = model.valid();
+    let plain = device.clone().without_autodiff();
+    let mut scored: Vec<(f32, usize)> = Vec::with_capacity(negatives.len());
+    for chunk in negatives.chunks(64) {
+        let pixels: Vec<f32> = chunk.iter().flat_map(|&i| data.patch(i).iter().copied()).collect();
+        let logits = to_vec(eval.forward(to_tensor(pixels, chunk.len(), data.size, &plain)));
+        scored.extend(logits.into_iter().zip(chunk.iter().copied()));
+    }
+    // Highest logit first; ties by index, so the pick does not depend on anything but the scores.
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    let k = ((negatives.len() as f64 * share).ceil() as usize).max(min).min(negatives.len());
+    let mut hard: Vec<usize> = scored[..k].iter().map(|&(_, i)| i).collect();
+    hard.sort_unstable();
+    hard
+}
+
 fn optimizer(config: &TrainConfig) -> ModuleOptimizer {
     AdamWConfig::new().with_weight_decay(config.classifier.weight_decay as f32).init()
 }
@@ -192,13 +245,20 @@ fn resume_or_start(run_dir: &Path, config: &TrainConfig, fingerprint: &str, devi
     let mut model = Classifier::new(&config.classifier, config.train.seed, device);
     let mut optim = optimizer(config);
     let Some(ckpt) = checkpoint::latest(run_dir, CLASSIFIER)? else {
-        return Ok(State { model, optim, step: 0 });
+        return Ok(State { model, optim, step: 0, hard: Vec::new() });
     };
     check_resumable(&ckpt, config, fingerprint)?;
     checkpoint::weights_from_bytes(&mut model, ckpt.read(WEIGHTS)?, &ckpt.dir.join(WEIGHTS))?;
     optim = checkpoint::optimizer_from_bytes(optim, ckpt.read(OPTIMIZER)?, &ckpt.dir.join(OPTIMIZER))?;
+    // Written only once mining has run; a checkpoint before that has none.
+    let hard = match ckpt.dir.join(HARD_NEGATIVES).is_file() {
+        true => serde_json::from_slice(&ckpt.read(HARD_NEGATIVES)?).map_err(|e| {
+            NnError::invalid(&ckpt.dir.join(HARD_NEGATIVES), format!("not a list of patch indices: {e}"))
+        })?,
+        false => Vec::new(),
+    };
     tracing::info!("{CLASSIFIER}: resuming from {}", ckpt.dir.display());
-    Ok(State { model, optim, step: ckpt.state.step })
+    Ok(State { model, optim, step: ckpt.state.step, hard })
 }
 
 fn save(
@@ -209,10 +269,13 @@ fn save(
     fingerprint: &str,
     observer: &mut dyn TrainObserver,
 ) -> Result<()> {
-    let files = [
+    let mut files = vec![
         (WEIGHTS, checkpoint::weights_to_bytes(&state.model)?),
         (OPTIMIZER, checkpoint::optimizer_to_bytes(&state.optim)?),
     ];
+    if !state.hard.is_empty() {
+        files.push((HARD_NEGATIVES, serde_json::to_vec(&state.hard).expect("indices serialise")));
+    }
     let ckpt_state = CheckpointState {
         format_version: CHECKPOINT_FORMAT_VERSION,
         model: CLASSIFIER.into(),

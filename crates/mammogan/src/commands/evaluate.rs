@@ -20,6 +20,12 @@ pub struct Args {
     /// The DATASET to evaluate on (default: the one the run was trained on).
     #[arg(long)]
     data: Option<PathBuf>,
+    /// The input directory the DATASET was prepared from (its layout's root). With it, every whole
+    /// image of the split is explained as `explain` does and scored: image and breast AUC, the FROC of
+    /// malignant-mass detection, where the highlight goes (the headline figures). Each image is checked
+    /// against the hash `dataset.json` recorded for it.
+    #[arg(long)]
+    images: Option<PathBuf>,
     /// The split to report on (the threshold is always chosen on val).
     #[arg(long, default_value = "test")]
     split: String,
@@ -33,7 +39,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<()> {
     let split = Split::parse(&args.split).with_context(|| format!("--split {}: train, val or test", args.split))?;
-    let metrics = evaluate(&args.run, args.data.as_deref(), split, &args.device, args.seed)?;
+    let metrics = evaluate(&args.run, args.data.as_deref(), args.images.as_deref(), split, &args.device, args.seed)?;
     println!("{}", serde_json::to_string_pretty(&metrics)?);
     println!("report: {}", args.run.join(RunDir::EVAL).join("report.html").display());
     Ok(())
@@ -54,6 +60,7 @@ pub fn recorded_data(run: &Path) -> Result<PathBuf> {
 pub fn evaluate(
     run: &Path,
     data: Option<&Path>,
+    images: Option<&Path>,
     split: Split,
     device: &str,
     seed: u64,
@@ -64,7 +71,9 @@ pub fn evaluate(
     };
     let (device, _) = mammo_nn::select_device(device, 0)?;
     let models = Models::load_on(run, &device)?;
-    let patches = PatchData::from_store(mammo_prep::PatchStore::open(&data_dir)?)?;
+    let store = mammo_prep::PatchStore::open(&data_dir)?;
+    let image_set = images.map(|root| whole_image_set(&store, root, &data_dir, split)).transpose()?;
+    let patches = PatchData::from_store(store)?;
     if patches.size != models.patch_size() {
         bail!("{}: patches are {} px but the models take {} px", data_dir.display(), patches.size, models.patch_size());
     }
@@ -142,6 +151,20 @@ pub fn evaluate(
         saliency_metrics.as_ref(),
         form_only_metrics.as_ref(),
     );
+    // Whole images: the headline, through the same code as explain and serve.
+    let whole = match &image_set {
+        Some(set) => {
+            tracing::info!("explaining the {} whole images of the {} split", set.images.len(), split.as_str());
+            Some(mammo_serve::evaluate_images(&models, set, EXPLAIN_STRIDE, seed, &|_, _| {})?)
+        }
+        None => {
+            tracing::info!("no --images: whole-image figures (image AUC, FROC, map placement) not computed");
+            None
+        }
+    };
+    if let Some(w) = &whole {
+        w.flatten_into(&mut flat);
+    }
     flat.insert("split".into(), split.as_str().into());
     flat.insert("dataset.content_hash".into(), patches.content_hash.clone().unwrap_or_default().into());
 
@@ -154,7 +177,15 @@ pub fn evaluate(
         }
         None => Vec::new(),
     };
+    if let Some(w) = &whole {
+        let mut csv = csv::Writer::from_writer(Vec::new());
+        for row in &w.rows {
+            csv.serialize(row)?;
+        }
+        mammo_io::atomic::write_bytes(&eval_dir.join("images.csv"), &csv.into_inner()?)?;
+    }
     let report = Report {
+        whole_image: whole.map(|w| w.report),
         title: format!("mammogan evaluation — {}", run.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()),
         details: vec![
             ("split".into(), split.as_str().into()),
@@ -177,6 +208,25 @@ pub fn evaluate(
     mammo_run::Manifest::record_eval(run, split.as_str(), &numeric)?;
     Ok(flat)
 }
+
+/// The images of `split` (from the DATASET's index) to find under `root`, the input the DATASET was
+/// prepared from, with the hashes it recorded for them.
+fn whole_image_set<'a>(
+    store: &mammo_prep::PatchStore,
+    root: &'a Path,
+    data_dir: &Path,
+    split: Split,
+) -> Result<mammo_serve::ImageSet<'a>> {
+    let format = mammo_io::layouts::Format::parse(&store.info.source_format)
+        .with_context(|| format!("{}: unknown source format {:?}", data_dir.display(), store.info.source_format))?;
+    let images =
+        store.rows.iter().filter(|r| r.split == split).map(|r| (r.source.clone(), r.patient_id.clone())).collect();
+    let hashes = store.info.inputs.iter().map(|f| (f.path.clone(), f.blake3.clone())).collect();
+    Ok(mammo_serve::ImageSet { root, format, images, hashes })
+}
+
+/// The tile stride of whole-image evaluation, as a fraction of the patch: explain's default.
+const EXPLAIN_STRIDE: f64 = 0.5;
 
 /// Loss and accuracy curves from `metrics.jsonl`, one chart per model.
 fn training_curves(run: &Path) -> Result<Vec<mammo_eval::Chart>> {

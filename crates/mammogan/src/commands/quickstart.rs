@@ -55,7 +55,9 @@ pub fn run(args: Args, progress: &Progress) -> Result<()> {
         default_spacing: 0.1,
         patch_size: 64,
         per_lesion: 8,
-        normal_per_image: 2,
+        // Normal tissue the way explain meets it (tiles anywhere in the breast, its edges included):
+        // most tiles of a whole mammogram are normal, and each can raise the image's score.
+        normal_per_image: 12,
         seed: args.seed,
         threads: 0,
     };
@@ -73,8 +75,29 @@ pub fn run(args: Args, progress: &Progress) -> Result<()> {
         println!("  {model:>11}: {} steps, weights blake3 {}", trained.steps[model], &hash[..16]);
     }
 
-    let metrics = evaluate::evaluate(&run_dir, Some(&dataset_dir), Split::Test, &args.device, args.seed)?;
+    let metrics =
+        evaluate::evaluate(&run_dir, Some(&dataset_dir), Some(&phantom_dir), Split::Test, &args.device, args.seed)?;
     println!("4/5 evaluate on the held-out test split:");
+    let show = |key: &str| {
+        let v = metrics.get(key).and_then(|v| v.as_f64()).map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into());
+        println!("  {key:>36}: {v}");
+    };
+    println!("  whole mammograms (what explain and serve answer):");
+    for key in [
+        "image.auc",
+        "breast.auc",
+        "detection.sensitivity_at_1fpi",
+        "image_attribution.pointing_game",
+        "image_saliency.pointing_game",
+        "image_form_only.pointing_game",
+        "image_attribution.energy_in_lesion",
+        "image_saliency.energy_in_lesion",
+        "image_form_only.energy_in_lesion",
+        "image_attribution.normal_to_malignant_mass",
+    ] {
+        show(key);
+    }
+    println!("  patches (diagnostics):");
     for key in [
         "classifier.auc",
         "classifier.sensitivity",
@@ -90,27 +113,32 @@ pub fn run(args: Args, progress: &Progress) -> Result<()> {
         "form_only.ncc",
         "attribution.counterfactual_drop",
     ] {
-        let v = metrics.get(key).and_then(|v| v.as_f64()).map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into());
-        println!("  {key:>32}: {v}");
+        show(key);
     }
 
-    // Explain the first malignant image of the phantom, whole.
+    // Explain the first malignant image of the held-out test split, whole: an image no model saw.
     let manifest: mammo_io::layouts::PhantomManifest =
         serde_json::from_slice(&std::fs::read(phantom_dir.join(mammo_io::layouts::PHANTOM_MANIFEST))?)?;
+    let (_, rows) = mammo_prep::PatchStore::read_index(&dataset_dir)?;
+    let test: std::collections::BTreeSet<&str> =
+        rows.iter().filter(|r| r.split == Split::Test).map(|r| r.source.as_str()).collect();
+    let malignant =
+        |c: &&mammo_io::layouts::PhantomCase| c.lesions.iter().any(|l| l.label == mammo_io::layouts::Label::Malignant);
     let case = manifest
         .cases
         .iter()
-        .find(|c| c.lesions.iter().any(|l| l.label == mammo_io::layouts::Label::Malignant))
+        .filter(malignant)
+        .find(|c| test.contains(c.image.as_str()))
+        .or_else(|| manifest.cases.iter().find(malignant))
         .or(manifest.cases.first())
         .expect("the phantom has cases");
     let explain_dir = args.out.join("explain");
     let r = explain::explain(&run_dir, &phantom_dir.join(&case.image), &explain_dir, None, 0.5, &args.device)?;
-    println!(
-        "5/5 explain {}: score {:.3}, top region {:?}",
-        case.image,
-        r.score,
-        r.regions.first().map(|g| [g.x, g.y, g.w, g.h])
-    );
+    let top = match r.regions.first() {
+        Some(g) => format!("top region at ({}, {}), {}x{} px, P(malignant) {:.3}", g.x, g.y, g.w, g.h, g.score),
+        None => "no region".to_string(),
+    };
+    println!("5/5 explain {} (a test-split image): image score {:.3}, {top}", case.image, r.score);
     println!("  overlay: {}", explain_dir.join("overlay.png").display());
 
     let marker =

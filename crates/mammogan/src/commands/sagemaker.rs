@@ -114,7 +114,7 @@ fn run(paths: &Paths, cli: &train::TrainOpts, progress: &Progress) -> Result<()>
 
     // One METRIC line per evaluation: val (what a tuning job should optimise), then the held-out test.
     for split in [Split::Val, Split::Test] {
-        match evaluate::evaluate(&run, Some(&data), split, &opts.device, 0) {
+        match evaluate::evaluate(&run, Some(&data), None, split, &opts.device, 0) {
             Ok(metrics) => {
                 let values: Vec<(String, f64)> = metrics
                     .iter()
