@@ -68,7 +68,7 @@ pub struct Explanation {
 impl Explanation {
     /// The top of the heatmap's colour scale: the largest highlight value (at least 1e-6).
     pub fn heat_max(&self) -> f32 {
-        self.heat.iter().cloned().fold(1e-6f32, f32::max)
+        (self.result.map_max as f32).max(1e-6)
     }
 
     /// `heatmap.png`: the highlight through the colour map, from 0 to [`Explanation::heat_max`].
