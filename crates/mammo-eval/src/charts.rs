@@ -249,19 +249,7 @@ pub(crate) fn roc_chart(curve: &[(f64, f64, f64)], operating_point: Option<(f64,
             series_color(1)
         );
     }
-    let _ = write!(
-        svg,
-        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle" class="label">false positive rate (1 − specificity)</text>"#,
-        frame.left + frame.width / 2.0,
-        frame.bottom() + 36.0
-    );
-    let (cx, cy) = (14.0, frame.top + frame.height / 2.0);
-    let _ = write!(
-        svg,
-        r#"<text x="{cx}" y="{cy:.1}" text-anchor="middle" transform="rotate(-90 {cx} {cy:.1})" class="label">true positive rate (sensitivity)</text>"#
-    );
-    svg.push_str("</svg>");
-    svg
+    close_with_axis_labels(svg, &frame, "false positive rate (1 − specificity)", "true positive rate (sensitivity)")
 }
 
 /// The FROC curve of mass detection as an inline `<svg>`: sensitivity against false positives per image
@@ -310,16 +298,22 @@ pub(crate) fn froc_chart(curve: &[(f64, f64)], x_max: f64, marks: &[(f64, f64)])
             fmt_tick(fp, 0.01)
         );
     }
+    close_with_axis_labels(svg, &frame, "false positives per image", "sensitivity (malignant masses)")
+}
+
+/// Writes the x label under the plot and the y label, turned, left of it (both plain text, not
+/// escaped), and closes the `<svg>`.
+fn close_with_axis_labels(mut svg: String, frame: &Frame, x: &str, y: &str) -> String {
     let _ = write!(
         svg,
-        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle" class="label">false positives per image</text>"#,
+        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle" class="label">{x}</text>"#,
         frame.left + frame.width / 2.0,
         frame.bottom() + 36.0
     );
     let (cx, cy) = (14.0, frame.top + frame.height / 2.0);
     let _ = write!(
         svg,
-        r#"<text x="{cx}" y="{cy:.1}" text-anchor="middle" transform="rotate(-90 {cx} {cy:.1})" class="label">sensitivity (malignant masses)</text>"#
+        r#"<text x="{cx}" y="{cy:.1}" text-anchor="middle" transform="rotate(-90 {cx} {cy:.1})" class="label">{y}</text>"#
     );
     svg.push_str("</svg>");
     svg
