@@ -256,7 +256,7 @@ fn whole_image_section(out: &mut String, w: &WholeImageReport) {
     if !w.maps.is_empty() {
         out.push_str(
             "<h3>Where the highlight goes on whole images</h3>\n<p class=\"note\">Each map is stitched from its \
-             tiles and weighted by the tile's P(malignant), as explain draws it. Pointing: the whole image's \
+             tiles, each weighted by the tile's P(malignant)^4, as explain draws it. Pointing: the whole image's \
              maximum lies on a malignant mass. Energy in lesion: the map's mass inside the malignant masses over \
              its mass in the breast. Normal / malignant mass: the map's total on normal images over that on \
              malignant ones (lower is better).</p>\n<table>\n<tr><th>metric</th>",
