@@ -6,7 +6,7 @@
 //! The images come from the input the DATASET was prepared from; each is checked against the hash
 //! `dataset.json` recorded for it, so the figures are about the same files the model never trained on.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use mammo_eval::{
@@ -28,15 +28,52 @@ const MAPS: [(&str, &str, &str); 3] = [
 ];
 
 /// What to evaluate: the images of one split of a DATASET, found in the input it was prepared from.
-pub struct ImageSet<'a> {
-    /// The input directory `prepare` read (the layout's root).
-    pub root: &'a Path,
-    /// Its layout.
-    pub format: Format,
-    /// The split's images: path relative to `root` (as `index.csv`'s `source`) -> patient pseudonym.
-    pub images: BTreeMap<String, String>,
+pub struct ImageSet {
+    /// The split's images, by path relative to the input (as `index.csv`'s `source`), each with its
+    /// layout entry (masks, laterality) and patient pseudonym.
+    images: BTreeMap<String, (layouts::Case, String)>,
     /// `dataset.json`'s inputs: relative path -> BLAKE3, to check each image is the one prepared.
-    pub hashes: BTreeMap<String, String>,
+    hashes: BTreeMap<String, String>,
+}
+
+impl ImageSet {
+    /// Reads the layout under `root` (the input directory `prepare` read, in `format`) and finds the
+    /// split's `images` (relative path -> patient pseudonym) in it; `hashes` are `dataset.json`'s
+    /// inputs. Fails, before any image is read, when the directory is not that input.
+    pub fn load(
+        root: &Path,
+        format: Format,
+        images: BTreeMap<String, String>,
+        hashes: BTreeMap<String, String>,
+    ) -> Result<Self, ImageEvalError> {
+        let mut cases: BTreeMap<String, layouts::Case> =
+            layouts::load(format, root)?.into_iter().map(|c| (relative(root, &c.image), c)).collect();
+        let missing: Vec<&String> = images.keys().filter(|s| !cases.contains_key(*s)).collect();
+        if let Some(first) = missing.first() {
+            return Err(ImageEvalError::Input {
+                path: root.join(first),
+                message: format!(
+                    "not found in the {} layout under the images directory ({} of the split's {} images \
+                     missing); pass the directory the dataset was prepared from",
+                    format.name(),
+                    missing.len(),
+                    images.len()
+                ),
+            });
+        }
+        let images = images.into_iter().map(|(s, p)| (s.clone(), (cases.remove(&s).expect("checked"), p))).collect();
+        Ok(ImageSet { images, hashes })
+    }
+
+    /// How many images the split has.
+    pub fn len(&self) -> usize {
+        self.images.len()
+    }
+
+    /// Whether the split has no image.
+    pub fn is_empty(&self) -> bool {
+        self.images.is_empty()
+    }
 }
 
 /// One evaluated image, for `eval/images.csv`.
@@ -89,25 +126,6 @@ pub fn evaluate_images(
     seed: u64,
     progress: &dyn Fn(usize, usize),
 ) -> Result<ImageEvaluation, ImageEvalError> {
-    let cases = layouts::load(set.format, set.root)?;
-    let mut by_source: BTreeMap<String, &layouts::Case> = BTreeMap::new();
-    for c in &cases {
-        by_source.insert(relative(set.root, &c.image), c);
-    }
-    let missing: BTreeSet<&String> = set.images.keys().filter(|s| !by_source.contains_key(*s)).collect();
-    if let Some(first) = missing.first() {
-        return Err(ImageEvalError::Input {
-            path: set.root.join(first),
-            message: format!(
-                "not found in the {} layout under the images directory ({} of the split's {} images missing); \
-                 pass the directory the dataset was prepared from",
-                set.format.name(),
-                missing.len(),
-                set.images.len()
-            ),
-        });
-    }
-
     let mut image_scores = Vec::new();
     let mut breasts = Vec::new();
     let mut regions_per_image = Vec::new();
@@ -115,8 +133,7 @@ pub fn evaluate_images(
     let mut accs: BTreeMap<&str, ImageMapAccumulator> = BTreeMap::new();
     let mut rows = Vec::new();
     let (mut n_malignant, mut n_normal) = (0, 0);
-    for (done, (source, patient)) in set.images.iter().enumerate() {
-        let case = by_source[source];
+    for (done, (source, (case, patient))) in set.images.iter().enumerate() {
         check_hash(&case.image, set.hashes.get(source))?;
         let m = mammo_io::read_image(&case.image)?;
         let (w, h) = (m.width, m.height);

@@ -154,7 +154,7 @@ pub fn evaluate(
     // Whole images: the headline, through the same code as explain and serve.
     let whole = match &image_set {
         Some(set) => {
-            tracing::info!("explaining the {} whole images of the {} split", set.images.len(), split.as_str());
+            tracing::info!("explaining the {} whole images of the {} split", set.len(), split.as_str());
             Some(mammo_serve::evaluate_images(&models, set, EXPLAIN_STRIDE, seed, &|_, _| {})?)
         }
         None => {
@@ -209,20 +209,20 @@ pub fn evaluate(
     Ok(flat)
 }
 
-/// The images of `split` (from the DATASET's index) to find under `root`, the input the DATASET was
+/// The images of `split` (from the DATASET's index) found under `root`, the input the DATASET was
 /// prepared from, with the hashes it recorded for them.
-fn whole_image_set<'a>(
+fn whole_image_set(
     store: &mammo_prep::PatchStore,
-    root: &'a Path,
+    root: &Path,
     data_dir: &Path,
     split: Split,
-) -> Result<mammo_serve::ImageSet<'a>> {
+) -> Result<mammo_serve::ImageSet> {
     let format = mammo_io::layouts::Format::parse(&store.info.source_format)
         .with_context(|| format!("{}: unknown source format {:?}", data_dir.display(), store.info.source_format))?;
     let images =
         store.rows.iter().filter(|r| r.split == split).map(|r| (r.source.clone(), r.patient_id.clone())).collect();
     let hashes = store.info.inputs.iter().map(|f| (f.path.clone(), f.blake3.clone())).collect();
-    Ok(mammo_serve::ImageSet { root, format, images, hashes })
+    Ok(mammo_serve::ImageSet::load(root, format, images, hashes)?)
 }
 
 /// The tile stride of whole-image evaluation, as a fraction of the patch: explain's default.
