@@ -54,7 +54,7 @@ pub struct RegionOut {
 /// The result plus the highlight map and the displayed image, both at the original size.
 pub struct Explanation {
     pub result: ExplainResult,
-    /// The highlight (|m| weighted by the tile's P(malignant)^4, see [`highlight`]), row-major,
+    /// The highlight (|m| weighted by the tile's P(malignant)^4), row-major,
     /// `width * height`.
     pub heat: Vec<f32>,
     /// The original as a viewer shows it (VOI LUT, MONOCHROME1 inverted), in [0, 1].
