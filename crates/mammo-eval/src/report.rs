@@ -261,10 +261,7 @@ fn whole_image_section(out: &mut String, w: &WholeImageReport) {
              its mass in the breast. Normal / malignant mass: the map's total on normal images over that on \
              malignant ones (lower is better).</p>\n<table>\n<tr><th>metric</th>",
         );
-        for (name, _) in &w.maps {
-            let _ = write!(out, "<th class=\"num\">{}</th>", escape(name));
-        }
-        out.push_str("</tr>\n");
+        let columns: Vec<(&str, &ImageMapMetrics)> = w.maps.iter().map(|(n, m)| (n.as_str(), m)).collect();
         let rows: [(&str, &str, fn(&ImageMapMetrics) -> String); 5] = [
             ("pointing_game", "Pointing game (malignant images)", |m| fmt3(m.pointing_game)),
             ("energy_in_lesion", "Energy in lesion (mean share)", |m| fmt3(m.energy_in_lesion)),
@@ -272,14 +269,7 @@ fn whole_image_section(out: &mut String, w: &WholeImageReport) {
             ("normal_to_malignant_mass", "Normal / malignant map mass", |m| fmt3(m.normal_to_malignant_mass)),
             ("n_malignant", "Malignant images (n)", |m| m.n_malignant.to_string()),
         ];
-        for (key, label, value) in rows {
-            let _ = write!(out, "<tr><td title=\"image_*.{key}\">{label}</td>");
-            for (_, m) in &w.maps {
-                let _ = write!(out, "<td class=\"num\">{}</td>", value(m));
-            }
-            out.push_str("</tr>\n");
-        }
-        out.push_str("</table>\n");
+        metrics_by_column(out, "image_*", &columns, &rows);
     }
     out.push_str("</section>\n");
 }
@@ -353,10 +343,6 @@ fn maps_section(
          PxAP is computed inside the breast only, over all patches pooled. \"Map form only\" is the \
          deletion map with its gate on everywhere: what the attribution map gets before any training.</p>\n<table>\n<tr><th>metric</th>",
     );
-    for (name, _) in &columns {
-        let _ = write!(out, "<th class=\"num\">{name}</th>");
-    }
-    out.push_str("</tr>\n");
     let rows: [(&str, &str, fn(&MapMetrics) -> String); 6] = [
         ("pxap", "PxAP (pixel average precision)", |m| fmt3(m.pxap)),
         ("ncc", "NCC (map vs. mask, mean)", |m| fmt3(m.ncc)),
@@ -365,14 +351,30 @@ fn maps_section(
         ("counterfactual_drop", "Counterfactual drop of P(malignant)", |m| fmt3(m.counterfactual_drop)),
         ("n", "Patches (n)", |m| m.n.to_string()),
     ];
+    metrics_by_column(out, "*", &columns, &rows);
+    out.push_str("</section>\n");
+}
+
+/// The rest of a table whose `<table><tr><th>metric</th>` the caller opened: a heading per column (a
+/// map's name, escaped), then one row per metric (`key` shown as `prefix.key` on hover), and `</table>`.
+fn metrics_by_column<M>(
+    out: &mut String,
+    prefix: &str,
+    columns: &[(&str, &M)],
+    rows: &[(&str, &str, fn(&M) -> String)],
+) {
+    for (name, _) in columns {
+        let _ = write!(out, "<th class=\"num\">{}</th>", escape(name));
+    }
+    out.push_str("</tr>\n");
     for (key, label, value) in rows {
-        let _ = write!(out, "<tr><td title=\"*.{key}\">{label}</td>");
-        for (_, m) in &columns {
+        let _ = write!(out, "<tr><td title=\"{prefix}.{key}\">{label}</td>");
+        for (_, m) in columns {
             let _ = write!(out, "<td class=\"num\">{}</td>", value(m));
         }
         out.push_str("</tr>\n");
     }
-    out.push_str("</table>\n</section>\n");
+    out.push_str("</table>\n");
 }
 
 /// The training curves, one figure per chart with an HTML legend (it wraps, unlike SVG text).
