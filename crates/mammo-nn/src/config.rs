@@ -531,6 +531,16 @@ impl TrainConfig {
 
     fn validate_key(&self, key: &str) -> Result<(), ConfigError> {
         let positive = |v: u64| if v == 0 { Err(ConfigError::invalid(key, "must be at least 1")) } else { Ok(()) };
+        // Shapes: each bound is far above any model this code is meant to train (the defaults are 8
+        // channels and 3 levels), low enough that no shape arithmetic can overflow; what a shape costs
+        // in memory is checked against the machine when training starts (`crate::budget`).
+        let within = |v: usize, max: usize| {
+            if v == 0 || v > max {
+                Err(ConfigError::invalid(key, format!("must be in 1..={max}, got {v}")))
+            } else {
+                Ok(())
+            }
+        };
         let finite_pos = |v: f64| {
             if v.is_finite() && v > 0.0 {
                 Ok(())
@@ -550,14 +560,14 @@ impl TrainConfig {
         let a = &self.attribution;
         match key {
             "train.steps" => t.steps.map_or(Ok(()), positive),
-            "train.batch_size" => positive(t.batch_size as u64),
+            "train.batch_size" => within(t.batch_size, MAX_BATCH),
             "train.lr" => finite_pos(t.lr),
             "train.log_every" => positive(t.log_every),
             "classifier.steps" => c.steps.map_or(Ok(()), positive),
             "classifier.lr" => c.lr.map_or(Ok(()), finite_pos),
-            "classifier.channels" => positive(c.channels as u64),
-            "classifier.blocks" => positive(c.blocks as u64),
-            "classifier.stem_convs" => positive(c.stem_convs as u64),
+            "classifier.channels" => within(c.channels, MAX_CHANNELS),
+            "classifier.blocks" => within(c.blocks, MAX_LEVELS),
+            "classifier.stem_convs" => within(c.stem_convs, MAX_LEVELS),
             "classifier.weight_decay" => in_unit(c.weight_decay),
             "classifier.aux_weight" => {
                 if c.aux_weight.is_finite() && c.aux_weight >= 0.0 {
@@ -578,15 +588,15 @@ impl TrainConfig {
                 }
             }
             "attribution.steps" => a.steps.map_or(Ok(()), positive),
-            "attribution.gen_channels" => positive(a.gen_channels as u64),
-            "attribution.gen_depth" => positive(a.gen_depth as u64),
-            "attribution.critic_channels" => positive(a.critic_channels as u64),
-            "attribution.critic_depth" => positive(a.critic_depth as u64),
+            "attribution.gen_channels" => within(a.gen_channels, MAX_CHANNELS),
+            "attribution.gen_depth" => within(a.gen_depth, MAX_LEVELS),
+            "attribution.critic_channels" => within(a.critic_channels, MAX_CHANNELS),
+            "attribution.critic_depth" => within(a.critic_depth, MAX_LEVELS),
             "attribution.lr_g" => finite_pos(a.lr_g),
             "attribution.lr_c" => finite_pos(a.lr_c),
             "attribution.beta1" => in_unit(a.beta1),
             "attribution.beta2" => in_unit(a.beta2),
-            "attribution.n_critic" => positive(a.n_critic),
+            "attribution.n_critic" => within(a.n_critic.min(usize::MAX as u64) as usize, 100),
             "attribution.l1_weight" => {
                 if a.l1_weight.is_finite() && a.l1_weight >= 0.0 {
                     Ok(())
@@ -596,7 +606,7 @@ impl TrainConfig {
             }
             "attribution.map_scale" => finite_pos(a.map_scale),
             "attribution.blur_sigma" => finite_pos(a.blur_sigma),
-            "attribution.power_iterations" => positive(a.power_iterations as u64),
+            "attribution.power_iterations" => within(a.power_iterations, 100),
             "attribution.critic_loss_bound" => finite_pos(a.critic_loss_bound),
             "data.split" => match self.data.split.as_str() {
                 "train" | "val" | "test" => Ok(()),
@@ -633,6 +643,13 @@ impl TrainConfig {
         self.attribution.steps.or(self.train.steps).unwrap_or(DEFAULT_ATTRIBUTION_STEPS)
     }
 }
+
+/// The largest `train.batch_size` accepted.
+pub const MAX_BATCH: usize = 1 << 16;
+/// The most channels a model's first layer may have.
+pub const MAX_CHANNELS: usize = 1024;
+/// The most levels (blocks, depths, stem convolutions) a model may have.
+pub const MAX_LEVELS: usize = 12;
 
 fn split_key(key: &str) -> Result<(&str, &str), ConfigError> {
     key.split_once('.').filter(|(s, l)| !s.is_empty() && !l.is_empty() && !l.contains('.')).ok_or_else(|| {
@@ -772,6 +789,11 @@ mod tests {
             ("attribution.reference", "malignant"),
             ("classifier.flip", "maybe"),
             ("data.negatives", "malignant"),
+            // Shapes that would abort in the allocator or overflow a shift (issue 11).
+            ("classifier.channels", "100000"),
+            ("classifier.blocks", "40"),
+            ("train.batch_size", "100000000"),
+            ("attribution.gen_depth", "0"),
             ("nosuch.key", "1"),
             ("steps", "1"),
         ] {

@@ -63,6 +63,11 @@ impl Models {
         self.info.patch_size
     }
 
+    /// Pixel spacing (mm) of the patches the models were trained on: inputs must be resampled to it.
+    pub fn spacing_mm(&self) -> f64 {
+        self.info.spacing_mm
+    }
+
     /// Whether an attribution generator was exported.
     pub fn has_attribution(&self) -> bool {
         self.generator.is_some()

@@ -72,13 +72,14 @@ fn grouped(m: &Manifest) -> BTreeMap<&'static str, BTreeMap<String, Value>> {
     let config = g.entry("config").or_default();
     flatten("", &m.inputs.config, config);
     config.insert("models".into(), json(&m.inputs.models));
-    let d = &m.inputs.dataset;
     let data = g.entry("data").or_default();
-    data.insert("content_hash".into(), json(&d.content_hash));
-    data.insert("split".into(), json(&d.split));
-    data.insert("source_format".into(), json(&d.source_format));
-    for (f, h) in &d.files {
-        data.insert(format!("files.{f}"), json(h));
+    if let Some(d) = &m.inputs.dataset {
+        data.insert("content_hash".into(), json(&d.content_hash));
+        data.insert("split".into(), json(&d.split));
+        data.insert("source_format".into(), json(&d.source_format));
+        for (f, h) in &d.files {
+            data.insert(format!("files.{f}"), json(h));
+        }
     }
     let seeds = g.entry("seeds").or_default();
     for (k, v) in &m.inputs.seeds {
@@ -213,13 +214,13 @@ pub(crate) mod tests {
             config_toml_blake3: format!("{lr}"),
             models: vec!["classifier".into()],
             seeds: [("train.seed".to_string(), 42u64)].into(),
-            dataset: DatasetRef {
+            dataset: Some(DatasetRef {
                 path: "../d".into(),
                 content_hash: "d".into(),
                 split: "train".into(),
                 source_format: "phantom".into(),
                 files: BTreeMap::new(),
-            },
+            }),
         };
         let mut m = Manifest::new(inputs, RunInfo::this_process("flex", 0, threads, true, false), Default::default());
         m.environment.threads_used = Some(threads);

@@ -182,6 +182,21 @@ fn meminfo_kib(key: &str) -> Option<u64> {
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
 }
 
+/// The memory this process may still take, in bytes: the machine's available memory (MemAvailable),
+/// or less when the process's cgroup limit minus what it already holds is lower (a container's
+/// limit, not the host's memory, is what gets it killed). None where neither is known.
+pub fn available_memory_bytes() -> Option<u64> {
+    let host = meminfo_kib("MemAvailable").map(|k| k * 1024);
+    let resident = std::fs::read_to_string("/proc/self/status").ok().and_then(|t| {
+        t.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+    });
+    let cgroup = crate::cgroup::limits().memory_bytes.map(|l| l.saturating_sub(resident.unwrap_or(0) * 1024));
+    match (host, cgroup) {
+        (Some(h), Some(c)) => Some(h.min(c)),
+        (h, c) => h.or(c),
+    }
+}
+
 /// The peak resident memory of this process so far (VmHWM), in bytes.
 pub fn peak_memory_bytes() -> Option<u64> {
     let text = std::fs::read_to_string("/proc/self/status").ok()?;

@@ -51,8 +51,9 @@ pub struct Inputs {
     /// Every seed: `train.seed` (every random stream of training derives from it) and the dataset's
     /// preparation seed.
     pub seeds: BTreeMap<String, u64>,
-    /// The DATASET.
-    pub dataset: DatasetRef,
+    /// The DATASET; None in the manifest of a run that failed before it could read one
+    /// ([`Manifest::failed_start`]).
+    pub dataset: Option<DatasetRef>,
 }
 
 /// The DATASET a run trained on.
@@ -193,6 +194,32 @@ impl Manifest {
         }
     }
 
+    /// The manifest of a run that failed before training began (a bad config, a DATASET that does not
+    /// verify, a model too large for the machine): status `failed` with the error, and whatever inputs
+    /// were known, so `status` can say why and a rerun into the same directory can replace it
+    /// ([`clear_failed_start`]).
+    pub fn failed_start(config: Option<serde_json::Value>, models: &[&str], error: String) -> Self {
+        let inputs = Inputs {
+            config: config.unwrap_or(serde_json::Value::Null),
+            config_toml_blake3: String::new(),
+            models: models.iter().map(|m| m.to_string()).collect(),
+            seeds: BTreeMap::new(),
+            dataset: None,
+        };
+        let mut m = Manifest::new(inputs, RunInfo::this_process("none", 0, 0, false, false), Environment::detect(None));
+        m.outcome.status = Status::Failed;
+        m.outcome.error = Some(error);
+        m
+    }
+
+    /// Whether this manifest records a start that failed before any training step.
+    pub fn is_failed_start(&self) -> bool {
+        self.outcome.status == Status::Failed
+            && self.outcome.steps.is_empty()
+            && self.outcome.weights.is_empty()
+            && self.outcome.last_checkpoint.is_none()
+    }
+
     /// Reads `RUN/manifest.json`.
     pub fn read(run_dir: &Path) -> Result<Self> {
         let path = run_dir.join(MANIFEST_FILE);
@@ -325,6 +352,40 @@ fn home_to_tilde(p: &Path) -> String {
     p.display().to_string()
 }
 
+/// Empties `run_dir` if all it holds is a start that failed before training (its manifest, and what
+/// that start wrote: the config, the data reference, empty `checkpoints/` and `tb/`), so the command
+/// can be rerun as it was. Returns whether it did; anything else in the directory leaves it untouched.
+pub fn clear_failed_start(run_dir: &Path) -> Result<bool> {
+    let Ok(m) = Manifest::read(run_dir) else { return Ok(false) };
+    if !m.is_failed_start() {
+        return Ok(false);
+    }
+    const FILES: [&str; 3] = [MANIFEST_FILE, "config.toml", "data.json"];
+    const DIRS: [&str; 2] = ["checkpoints", "tb"];
+    let entries = std::fs::read_dir(run_dir).map_err(|e| RunError::io(run_dir, e))?;
+    let mut found = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| RunError::io(run_dir, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let kind = entry.file_type().map_err(|e| RunError::io(&entry.path(), e))?;
+        let expected = (kind.is_file() && FILES.contains(&name.as_str()))
+            || (kind.is_dir()
+                && DIRS.contains(&name.as_str())
+                && std::fs::read_dir(entry.path()).map(|mut d| d.next().is_none()).unwrap_or(false));
+        if !expected {
+            return Ok(false);
+        }
+        found.push((entry.path(), kind.is_dir()));
+    }
+    // The manifest last: interrupted here, the directory still explains itself.
+    found.sort_by_key(|(p, _)| p.file_name().is_some_and(|n| n == MANIFEST_FILE));
+    for (path, dir) in found {
+        let r = if dir { std::fs::remove_dir(&path) } else { std::fs::remove_file(&path) };
+        r.map_err(|e| RunError::io(&path, e))?;
+    }
+    Ok(true)
+}
+
 /// Keeps a run's manifest current while it trains. Each update rewrites the file atomically.
 pub struct ManifestWriter {
     run_dir: PathBuf,
@@ -398,13 +459,13 @@ mod tests {
             config_toml_blake3: "c".into(),
             models: vec!["classifier".into()],
             seeds: [("train.seed".to_string(), 42u64)].into(),
-            dataset: DatasetRef {
+            dataset: Some(DatasetRef {
                 path: "../dataset".into(),
                 content_hash: "d".into(),
                 split: "train".into(),
                 source_format: "phantom".into(),
                 files: [("patches.u16".to_string(), "p".to_string())].into(),
-            },
+            }),
         };
         Manifest::new(inputs, RunInfo::this_process("flex", 0, 2, true, false), Environment::default())
     }
@@ -442,6 +503,32 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_start_says_why_and_is_cleared_by_a_rerun_but_nothing_else_is() {
+        let tmp = tempfile::tempdir().unwrap();
+        let run = tmp.path();
+        std::fs::create_dir_all(run.join("checkpoints")).unwrap();
+        let m = Manifest::failed_start(None, &["classifier"], "data: no dataset.json".into());
+        m.write(run).unwrap();
+        let back = Manifest::read(run).unwrap();
+        assert_eq!(back.outcome.status, Status::Failed);
+        assert_eq!(back.outcome.error.as_deref(), Some("data: no dataset.json"));
+        assert!(back.is_failed_start() && back.inputs.dataset.is_none());
+        assert!(clear_failed_start(run).unwrap());
+        assert_eq!(std::fs::read_dir(run).unwrap().count(), 0);
+
+        // A failed run that trained (it has steps), or a failed start beside other files, stays.
+        let mut trained = sample();
+        trained.outcome.status = Status::Failed;
+        trained.outcome.steps.insert("classifier".into(), 10);
+        trained.write(run).unwrap();
+        assert!(!clear_failed_start(run).unwrap());
+        m.write(run).unwrap();
+        std::fs::write(run.join("notes.txt"), "mine").unwrap();
+        assert!(!clear_failed_start(run).unwrap());
+        assert!(run.join(MANIFEST_FILE).is_file() && run.join("notes.txt").is_file());
+    }
+
+    #[test]
     fn a_broken_manifest_is_one_line_naming_the_file() {
         let tmp = tempfile::tempdir().unwrap();
         std::fs::write(tmp.path().join(MANIFEST_FILE), "{\"format_version\": 1, \"build\": 3}").unwrap();
@@ -456,7 +543,7 @@ mod tests {
         std::fs::create_dir_all(&ds).unwrap();
         std::fs::create_dir_all(&run).unwrap();
         assert_eq!(portable_path(&ds, &run), "../../dataset");
-        let r = DatasetRef { path: "../../dataset".into(), ..sample().inputs.dataset };
+        let r = DatasetRef { path: "../../dataset".into(), ..sample().inputs.dataset.unwrap() };
         assert_eq!(std::fs::canonicalize(r.resolve(&run)).unwrap(), std::fs::canonicalize(&ds).unwrap());
         if let Some(home) = std::env::var_os("HOME").map(PathBuf::from).filter(|h| h.components().count() > 1) {
             assert_eq!(home_to_tilde(&home.join("x/y")), "~/x/y");

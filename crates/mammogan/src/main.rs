@@ -110,5 +110,8 @@ fn init_logging(quiet: bool, verbose: u8) {
         .with_writer(progress::LogWriter::default)
         .with_target(false)
         .without_time()
+        // Colour codes only for a person at a terminal: in a log file or a scheduler's captured stderr
+        // they are noise that breaks grep (https://no-color.org for turning them off everywhere).
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none())
         .init();
 }

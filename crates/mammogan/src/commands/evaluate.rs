@@ -45,6 +45,23 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
+/// The DATASET must be cut at the models' patch size and pixel spacing.
+fn check_geometry(data: &Path, info: &mammo_prep::DatasetInfo, patch: usize, spacing_mm: f64) -> Result<()> {
+    if info.patch_size != patch {
+        bail!("{}: patches are {} px but the models take {patch} px", data.display(), info.patch_size);
+    }
+    // Spacings are written as decimals in JSON: equal up to rounding, not bit for bit.
+    if (info.spacing_mm - spacing_mm).abs() > 1e-6 * spacing_mm.abs().max(1e-3) {
+        bail!(
+            "{}: prepared at {} mm per pixel but the models were trained at {spacing_mm} mm (prepare it with \
+             --spacing {spacing_mm})",
+            data.display(),
+            info.spacing_mm
+        );
+    }
+    Ok(())
+}
+
 /// The DATASET recorded by `train`.
 pub fn recorded_data(run: &Path) -> Result<PathBuf> {
     let p = run.join(DATA_REF);
@@ -72,11 +89,12 @@ pub fn evaluate(
     let (device, _) = mammo_nn::select_device(device, 0)?;
     let models = Models::load_on(run, &device)?;
     let store = mammo_prep::PatchStore::open(&data_dir)?;
+    // Metrics on edited patches, or on patches of another scale than the models learnt, would look
+    // like any others: refuse both, as train and reproduce do.
+    mammo_prep::PatchStore::verify(&data_dir, &store.info)?;
+    check_geometry(&data_dir, &store.info, models.patch_size(), models.spacing_mm())?;
     let image_set = images.map(|root| whole_image_set(&store, root, &data_dir, split)).transpose()?;
     let patches = PatchData::from_store(store)?;
-    if patches.size != models.patch_size() {
-        bail!("{}: patches are {} px but the models take {} px", data_dir.display(), patches.size, models.patch_size());
-    }
     let s2 = patches.size * patches.size;
     let gather = |idx: &[usize]| -> Vec<f32> { idx.iter().flat_map(|&i| patches.patch(i).to_vec()).collect() };
 

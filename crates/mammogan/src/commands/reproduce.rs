@@ -52,8 +52,11 @@ pub fn run(args: Args, progress: &Progress) -> Result<()> {
         from_manifest = Some(TempFile(config.clone()));
     }
     // The data first: a changed file is named before any time is spent training.
-    let data = args.data.clone().unwrap_or_else(|| original.inputs.dataset.resolve(run));
-    mammo_run::reproduce::check_dataset(&data, &original.inputs.dataset)?;
+    let Some(recorded) = &original.inputs.dataset else {
+        bail!("{}: the run failed before it read a DATASET; there is nothing to reproduce", run.display());
+    };
+    let data = args.data.clone().unwrap_or_else(|| recorded.resolve(run));
+    mammo_run::reproduce::check_dataset(&data, recorded)?;
 
     let out = args.out.clone().unwrap_or_else(|| sibling(run, "-reproduce"));
     let model = match original.inputs.models.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {

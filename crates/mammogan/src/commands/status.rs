@@ -51,6 +51,10 @@ pub fn run(args: Args) -> Result<()> {
         (Status::Killed, _) => format!("killed by a signal; last checkpoint: {cp}; continue with --resume"),
     };
     println!("{}: {line}", args.run.display());
+    if m.is_failed_start() {
+        // Nothing ran: no steps, timings or device to show.
+        return Ok(());
+    }
     for (model, steps) in &o.steps {
         let w = o.weights.get(model).map(|h| format!(", weights blake3 {h}")).unwrap_or_default();
         println!("  {model}: {steps} steps{w}");

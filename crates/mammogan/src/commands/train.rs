@@ -135,8 +135,30 @@ pub struct TrainSummary {
 
 /// Trains the chosen models into `out`, keeping `RUN/manifest.json` current: written at the start
 /// (running), after every checkpoint, and at the end (finished, failed with the error, or killed).
+///
+/// Everything that can be checked before training (the config, the DATASET and its hashes, whether
+/// the models fit these patches and this machine's memory, the device) is checked before `out` is
+/// touched. A start that fails there still leaves `RUN/manifest.json` saying `failed` and why (where
+/// `out` is new or empty), and running the command again replaces it.
 pub fn train(data: &Path, out: &Path, opts: &TrainOpts, progress: &Progress) -> Result<TrainSummary> {
-    let config = resolve_config(opts, out)?;
+    let models: &[&str] = match opts.model {
+        Which::Classifier => &["classifier"],
+        Which::Attribution => &["attribution"],
+        Which::All => &["classifier", "attribution"],
+    };
+    let start = match check_start(data, out, opts, models) {
+        Ok(s) => s,
+        Err(e) => {
+            if !opts.resume {
+                record_failed_start(out, opts, models, &e);
+            }
+            return Err(e);
+        }
+    };
+    let Start { config, dataset_info, patches, device, info } = start;
+    if !opts.resume {
+        mammo_run::manifest::clear_failed_start(out)?;
+    }
     let run = if opts.resume { RunDir::resume(out)? } else { RunDir::create(out)? };
     let config_toml = config.to_toml();
     mammo_io::atomic::write_bytes(&run.config(), config_toml.as_bytes())?;
@@ -147,22 +169,9 @@ pub fn train(data: &Path, out: &Path, opts: &TrainOpts, progress: &Progress) -> 
         &out.join(crate::commands::evaluate::DATA_REF),
         serde_json::to_string_pretty(&data_ref)?.as_bytes(),
     )?;
-
-    let store = mammo_prep::PatchStore::open(data)?;
-    mammo_prep::PatchStore::verify(data, &store.info)?;
-    let dataset_info = store.info.clone();
-    let patches = PatchData::from_store(store)?;
-    // --threads wins; else the config's train.threads (0 = one per usable CPU).
-    let threads = if opts.threads > 0 { opts.threads } else { config.train.threads };
-    let (device, info) = mammo_nn::select_device(&opts.device, threads)?;
     tracing::info!("device: {info:?}");
     let stop = stop_flag()?;
 
-    let models: &[&str] = match opts.model {
-        Which::Classifier => &["classifier"],
-        Which::Attribution => &["attribution"],
-        Which::All => &["classifier", "attribution"],
-    };
     let manifest = new_manifest(&config, &config_toml, models, data, &dataset_info, out, &info, opts.resume);
     let mut writer = ManifestWriter::start(out, manifest)?;
     let mut stopped = false;
@@ -190,6 +199,50 @@ pub fn train(data: &Path, out: &Path, opts: &TrainOpts, progress: &Progress) -> 
     Ok(summary)
 }
 
+/// What training needs, checked before the RUN directory is touched.
+struct Start {
+    config: TrainConfig,
+    dataset_info: mammo_prep::DatasetInfo,
+    patches: PatchData,
+    device: mammo_nn::Device,
+    info: mammo_nn::DeviceInfo,
+}
+
+fn check_start(data: &Path, out: &Path, opts: &TrainOpts, models: &[&str]) -> Result<Start> {
+    let config = resolve_config(opts, out)?;
+    let store = mammo_prep::PatchStore::open(data)?;
+    mammo_prep::PatchStore::verify(data, &store.info)?;
+    let dataset_info = store.info.clone();
+    let patch = dataset_info.patch_size;
+    // Shapes that cannot exist on these patches, or would not fit in memory, fail now with the key to
+    // change, not in the allocator minutes later.
+    mammo_nn::budget::check(&config, models, patch, mammo_run::environment::available_memory_bytes())
+        .map_err(|e| anyhow::anyhow!("{}: {e}", data.display()))?;
+    let patches = PatchData::from_store(store)?;
+    // --threads wins; else the config's train.threads (0 = one per usable CPU).
+    let threads = if opts.threads > 0 { opts.threads } else { config.train.threads };
+    let (device, info) = mammo_nn::select_device(&opts.device, threads)?;
+    Ok(Start { config, dataset_info, patches, device, info })
+}
+
+/// Leaves `out/manifest.json` saying the start failed and why, where `out` is new, empty or holds an
+/// earlier failed start; never in a directory with anything else (another run's files stay as they
+/// are). Best effort: the error being reported matters more than this record of it.
+fn record_failed_start(out: &Path, opts: &TrainOpts, models: &[&str], error: &anyhow::Error) {
+    let usable = match std::fs::read_dir(out) {
+        Ok(mut entries) => entries.next().is_none() || mammo_run::manifest::clear_failed_start(out).unwrap_or(false),
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+    };
+    if !usable {
+        return;
+    }
+    let config = resolve_config(opts, out).ok().and_then(|c| serde_json::to_value(c).ok());
+    let manifest = mammo_run::Manifest::failed_start(config, models, crate::one_line(error));
+    if let Err(e) = std::fs::create_dir_all(out).map_err(anyhow::Error::from).and_then(|_| Ok(manifest.write(out)?)) {
+        tracing::warn!("{}: could not record the failed start: {e}", out.display());
+    }
+}
+
 /// The manifest of a run that starts now.
 #[allow(clippy::too_many_arguments)]
 fn new_manifest(
@@ -213,7 +266,7 @@ fn new_manifest(
         config_toml_blake3: blake3::hash(config_toml.as_bytes()).to_hex().to_string(),
         models: models.iter().map(|m| m.to_string()).collect(),
         seeds,
-        dataset: DatasetRef::new(data, dataset, &config.data.split, out),
+        dataset: Some(DatasetRef::new(data, dataset, &config.data.split, out)),
     };
     let run = RunInfo::this_process(&device.backend, device.index, device.threads, device.deterministic, resumed);
     Manifest::new(inputs, run, Environment::detect(Some(device.threads)))
