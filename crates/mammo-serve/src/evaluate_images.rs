@@ -155,7 +155,9 @@ pub fn evaluate_images(
         let spacing = case.spacing_mm;
         // Map metrics are taken on malignant and normal images only: a benign image needs no baselines.
         let baselines = case.label != Label::Benign;
-        let e = explain_image_with(models, &m, source, spacing, stride, baselines)?;
+        // Messages name the file on disk, as the hash check and the decoder do: the user's own input on
+        // the user's terminal; only the dataset's rows carry the pseudonymised name.
+        let e = explain_image_with(models, &m, &case.image.display().to_string(), spacing, stride, baselines)?;
         drop(m);
 
         // The malignant masses (each its own FROC target), their union and their feature masks.
