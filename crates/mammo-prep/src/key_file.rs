@@ -78,10 +78,26 @@ pub fn load_or_create(path: &Path) -> Result<(PseudonymKey, bool)> {
 }
 
 /// Refuses a key file inside `dir` (the input), where `prepare` would hash it into the dataset's
-/// inputs and a copy of the input would carry the key along.
+/// inputs and a copy of the input would carry the key along. Checked before the key is created, so
+/// the key file need not exist yet: its nearest existing folder is resolved (symbolic links included).
 pub fn check_outside(key_file: &Path, dir: &Path) -> Result<()> {
-    let (Ok(key), Ok(dir)) = (std::fs::canonicalize(key_file), std::fs::canonicalize(dir)) else {
+    let Ok(dir) = std::fs::canonicalize(dir) else {
         return Ok(());
+    };
+    let absolute = std::path::absolute(key_file).map_err(|e| PrepError::io(key_file, e))?;
+    let mut existing = absolute.as_path();
+    let mut rest = Vec::new();
+    let key = loop {
+        match std::fs::canonicalize(existing) {
+            Ok(c) => break rest.iter().rev().fold(c, |p: PathBuf, name| p.join(name)),
+            Err(_) => match (existing.parent(), existing.file_name()) {
+                (Some(parent), Some(name)) => {
+                    rest.push(name.to_os_string());
+                    existing = parent;
+                }
+                _ => return Ok(()),
+            },
+        }
     };
     if key.starts_with(&dir) {
         return Err(PrepError::invalid(
@@ -215,13 +231,24 @@ mod tests {
     }
 
     #[test]
-    fn a_key_inside_the_input_is_refused() {
+    fn a_key_inside_the_input_is_refused_whether_or_not_it_exists_yet() {
         let tmp = tempfile::tempdir().unwrap();
-        let key = tmp.path().join("in/sub/pseudonym.key");
-        load_or_create(&key).unwrap();
-        let e = check_outside(&key, &tmp.path().join("in")).unwrap_err().to_string();
+        let input = tmp.path().join("in");
+        std::fs::create_dir(&input).unwrap();
+        // Not there yet (nor its folder): refused all the same, so it is never created inside.
+        let e = check_outside(&input.join("sub/pseudonym.key"), &input).unwrap_err().to_string();
         assert!(e.contains("outside the input"), "{e}");
+        let key = input.join("pseudonym.key");
+        load_or_create(&key).unwrap();
+        assert!(check_outside(&key, &input).is_err());
+        // Through a link to the input, too.
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink(&input, tmp.path().join("link")).unwrap();
+            assert!(check_outside(&tmp.path().join("link/new.key"), &input).is_err());
+        }
         std::fs::create_dir(tmp.path().join("other")).unwrap();
         check_outside(&key, &tmp.path().join("other")).unwrap();
+        check_outside(&tmp.path().join("other/x/y.key"), &input).unwrap();
     }
 }

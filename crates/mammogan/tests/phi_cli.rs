@@ -139,7 +139,7 @@ fn cbis_ddsm_paths_and_the_key_never_reach_the_dataset() {
     let e = prepare(&ph, &t.join("e"), &ph.join("pseudonym.key"), &[]);
     let err = String::from_utf8_lossy(&e.stderr);
     assert!(!e.status.success() && err.contains("outside the input") && err.trim().lines().count() == 1, "{err}");
-    assert!(!t.join("e").exists());
+    assert!(!t.join("e").exists() && !ph.join("pseudonym.key").exists());
 }
 
 #[test]

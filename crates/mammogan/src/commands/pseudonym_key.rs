@@ -12,8 +12,8 @@ use mammo_prep::key_file;
 /// carry it into the dataset's inputs.
 pub fn for_prepare(explicit: Option<&Path>, input: &Path) -> Result<PseudonymKey> {
     let path = key_file::resolve(explicit)?;
-    let (key, created) = key_file::load_or_create(&path)?;
     key_file::check_outside(&path, input)?;
+    let (key, created) = key_file::load_or_create(&path)?;
     if created {
         tracing::info!(
             "created a new pseudonym key in {}: keep it (and back it up) to map datasets back to their inputs",
