@@ -274,9 +274,11 @@ fn train_evaluate_explain_write_what_they_promise_and_nothing_identifying() {
         }
     }
 
-    // Privacy: the fake identifying values in the phantom's DICOM headers reach no output.
-    let needles: Vec<String> = (0..6).flat_map(|p| mammo_phantom::fake_identity(p).values()).collect();
-    for dir in [&run, &ex] {
+    // Privacy: the fake identifying values in the phantom's DICOM headers reach no output, nor does the
+    // pseudonym key (in the dataset, the run, its evaluation or explain's output).
+    let mut needles: Vec<String> = (0..6).flat_map(|p| mammo_phantom::fake_identity(p).values()).collect();
+    needles.push(std::fs::read_to_string(common::key_file()).unwrap().trim().to_string());
+    for dir in [&run, &ex, ds] {
         let mut stack = vec![dir.to_path_buf()];
         while let Some(d) = stack.pop() {
             for e in std::fs::read_dir(&d).unwrap() {
