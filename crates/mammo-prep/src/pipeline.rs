@@ -20,6 +20,7 @@ use crate::dataset::{self, DatasetInfo, HashedFile, IndexRow};
 use crate::error::{PrepError, Result};
 use crate::image_prep::PreparedImage;
 use crate::patch::{self, PatchParams, Prepared};
+use crate::pseudonym::{Namer, PseudonymKey};
 use crate::split::{self, Split, SplitFractions};
 
 /// Every parameter of preparation; recorded in `dataset.json`.
@@ -35,6 +36,15 @@ pub struct PrepParams {
     /// Worker threads (0 = all cores). Does not change the output.
     #[serde(skip)]
     pub threads: usize,
+    /// Write input paths as they are (relative to the input) instead of pseudonymised: for
+    /// de-identified data whose rows must be traced back by eye. Recorded in `dataset.json`.
+    #[serde(default)]
+    pub keep_paths: bool,
+    /// The secret key of patient and path pseudonyms ([`crate::pseudonym`]); never written. The
+    /// default is a random key of this process, which nobody can use later: callers that must map the
+    /// dataset back to its input (the binary) pass the project's key from [`crate::key_file`].
+    #[serde(skip)]
+    pub key: PseudonymKey,
 }
 
 impl Default for PrepParams {
@@ -46,6 +56,8 @@ impl Default for PrepParams {
             split: SplitFractions::default(),
             seed: 0,
             threads: 0,
+            keep_paths: false,
+            key: PseudonymKey::default(),
         }
     }
 }
@@ -207,8 +219,11 @@ fn prepare_case(case: &Case, index: usize, params: &PrepParams) -> Result<CaseOu
     Ok(CaseOutput { patches, inputs })
 }
 
-/// A stable pseudonym for a patient key: the dataset's own key never reaches an output.
-pub fn pseudonym(format: Format, patient: &str) -> String {
+/// The order in which the split sees a patient: an unkeyed hash of the patient key that is never
+/// written. The split (and so every patch) is then a function of the input, the parameters and the
+/// seed alone, the same whichever pseudonym key names the patients; the written names come from
+/// [`Namer::patient`].
+fn split_key(format: Format, patient: &str) -> String {
     let mut h = blake3::Hasher::new();
     h.update(b"mammogan-patient\0");
     h.update(format.name().as_bytes());
@@ -217,16 +232,7 @@ pub fn pseudonym(format: Format, patient: &str) -> String {
     format!("pt-{}", &h.finalize().to_hex()[..16])
 }
 
-/// `p` relative to `base`, with `/` separators: how `index.csv`'s `source` and `dataset.json`'s inputs
-/// name a file of the input.
-pub fn relative(base: &Path, p: &Path) -> String {
-    p.strip_prefix(base)
-        .unwrap_or(p)
-        .components()
-        .map(|c| c.as_os_str().to_string_lossy())
-        .collect::<Vec<_>>()
-        .join("/")
-}
+pub use crate::pseudonym::relative;
 
 fn write_dataset(
     format: Format,
@@ -236,10 +242,12 @@ fn write_dataset(
     outputs: Vec<CaseOutput>,
     params: &PrepParams,
 ) -> Result<DatasetInfo> {
+    // How patients and files are named: keyed pseudonyms (or the paths as they are, if asked).
+    let namer = Namer::new(params.key.clone(), format, params.keep_paths);
     // Patients, their worst label (over all images, lesions or not), and the split.
     let mut patient_label: BTreeMap<String, Label> = BTreeMap::new();
     for c in cases {
-        let e = patient_label.entry(pseudonym(format, &c.patient)).or_insert(Label::Normal);
+        let e = patient_label.entry(split_key(format, &c.patient)).or_insert(Label::Normal);
         *e = (*e).max(c.label);
     }
     let splits = split::assign(&patient_label, params.split, params.seed);
@@ -255,8 +263,8 @@ fn write_dataset(
     let mut input_files: Vec<PathBuf> = Vec::new();
     let mut counts: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
     for (case, out) in cases.iter().zip(outputs) {
-        let patient_id = pseudonym(format, &case.patient);
-        let split = splits[&patient_id];
+        let patient_id = namer.patient(&case.patient);
+        let split = splits[&split_key(format, &case.patient)];
         input_files.extend(out.inputs);
         for (p, [x, y, w, h]) in out.patches {
             for v in &p.pixels {
@@ -269,7 +277,7 @@ fn write_dataset(
                 patient_id: patient_id.clone(),
                 split,
                 label: p.label,
-                source: relative(input, &case.image),
+                source: namer.path(input, &case.image),
                 x,
                 y,
                 w,
@@ -291,10 +299,12 @@ fn write_dataset(
     input_files.extend(metadata_files(input)?);
     input_files.sort();
     input_files.dedup();
-    let inputs = input_files
+    let mut inputs = input_files
         .iter()
-        .map(|p| dataset::hash_file(p).map(|(bytes, blake3)| HashedFile { path: relative(input, p), bytes, blake3 }))
+        .map(|p| dataset::hash_file(p).map(|(bytes, blake3)| HashedFile { path: namer.path(input, p), bytes, blake3 }))
         .collect::<Result<Vec<_>>>()?;
+    // Listed by the written name, so the order does not tell how the original names sort.
+    inputs.sort_by(|a, b| a.path.cmp(&b.path));
     let outputs = [dataset::INDEX_CSV, dataset::PATCHES_FILE, dataset::MASKS_FILE]
         .iter()
         .map(|n| {

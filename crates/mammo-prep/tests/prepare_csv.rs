@@ -125,9 +125,12 @@ fn csv_dataset_prepares_completely_and_deterministically() {
         assert!(r.w > 0 && r.h > 0 && r.x > -(r.w) && r.x < 300);
     }
     // The index maps lesion patches back near the lesion centre in source pixels (100 or 200, 120).
+    // `source` is pseudonymised: the right-breast (`_1`) images' names are recomputed with the key.
+    let namer = mammo_prep::Namer::new(params().key, Format::Csv, false);
+    let right: BTreeSet<String> = (0..12).map(|p| namer.path(&input, &input.join(format!("p{p}_1.png")))).collect();
     for r in store.rows.iter().filter(|r| r.label != mammo_io::layouts::Label::Normal) {
         let (cx, cy) = (r.x + r.w / 2, r.y + r.h / 2);
-        let expected_x = if r.source.ends_with("_1.png") { 200 } else { 100 };
+        let expected_x = if right.contains(&r.source) { 200 } else { 100 };
         assert!((cx - expected_x).abs() <= 20 && (cy - 120).abs() <= 20, "{r:?}");
     }
 }

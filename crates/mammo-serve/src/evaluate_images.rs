@@ -13,10 +13,10 @@ use mammo_eval::{
     FROC_FP_RATES, ImageMapAccumulator, ScoredRegion, WholeImageMetrics, WholeImageReport, box_overlaps_mask,
     breast_scores, froc, sensitivity_at,
 };
-use mammo_io::layouts::{self, Format, Label};
+use mammo_io::layouts::{self, Label};
 use mammo_nn::Models;
 
-use mammo_prep::pipeline::relative;
+use mammo_prep::Namer;
 
 use crate::explain::{ExplainError, explain_image_with};
 
@@ -29,26 +29,41 @@ const MAPS: [(&str, &str, &str); 3] = [
 
 /// What to evaluate: the images of one split of a DATASET, found in the input it was prepared from.
 pub struct ImageSet {
-    /// The split's images, by path relative to the input (as `index.csv`'s `source`), each with its
-    /// layout entry (masks, laterality) and patient pseudonym.
+    /// The split's images, by their name in the dataset (`index.csv`'s `source`: the path relative to
+    /// the input, pseudonymised unless prepared with `--keep-paths`), each with its layout entry (masks,
+    /// laterality) and patient pseudonym.
     images: BTreeMap<String, (layouts::Case, String)>,
-    /// `dataset.json`'s inputs: relative path -> BLAKE3, to check each image is the one prepared.
+    /// `dataset.json`'s inputs: name -> BLAKE3, to check each image is the one prepared.
     hashes: BTreeMap<String, String>,
 }
 
 impl ImageSet {
-    /// Reads the layout under `root` (the input directory `prepare` read, in `format`) and finds the
-    /// split's `images` (relative path -> patient pseudonym) in it; `hashes` are `dataset.json`'s
-    /// inputs. Fails, before any image is read, when the directory is not that input.
+    /// Reads the layout under `root` (the input directory `prepare` read, in the namer's format) and
+    /// finds the split's `images` (name in the dataset -> patient pseudonym) in it, naming each input
+    /// file as `prepare` did with `namer` (the dataset's key and path mode); `hashes` are
+    /// `dataset.json`'s inputs. Fails, before any image is read, when the directory is not that input
+    /// or the key is not the dataset's.
     pub fn load(
         root: &Path,
-        format: Format,
+        namer: &Namer,
         images: BTreeMap<String, String>,
         hashes: BTreeMap<String, String>,
     ) -> Result<Self, ImageEvalError> {
+        let format = namer.format();
         let mut cases: BTreeMap<String, layouts::Case> =
-            layouts::load(format, root)?.into_iter().map(|c| (relative(root, &c.image), c)).collect();
+            layouts::load(format, root)?.into_iter().map(|c| (namer.path(root, &c.image), c)).collect();
         let missing: Vec<&String> = images.keys().filter(|s| !cases.contains_key(*s)).collect();
+        // Not one match under pseudonymised names: the layout is there, so the key is the likely cause.
+        if !namer.keeps_paths() && !images.is_empty() && missing.len() == images.len() {
+            return Err(ImageEvalError::Input {
+                path: root.to_path_buf(),
+                message: format!(
+                    "no input matches the dataset's pseudonymised paths: is this the key the dataset was \
+                     prepared with? (key {})",
+                    namer.key_id()
+                ),
+            });
+        }
         if let Some(first) = missing.first() {
             return Err(ImageEvalError::Input {
                 path: root.join(first),
@@ -140,7 +155,9 @@ pub fn evaluate_images(
         let spacing = case.spacing_mm;
         // Map metrics are taken on malignant and normal images only: a benign image needs no baselines.
         let baselines = case.label != Label::Benign;
-        let e = explain_image_with(models, &m, source, spacing, stride, baselines)?;
+        // Messages name the file on disk, as the hash check and the decoder do: the user's own input on
+        // the user's terminal; only the dataset's rows carry the pseudonymised name.
+        let e = explain_image_with(models, &m, &case.image.display().to_string(), spacing, stride, baselines)?;
         drop(m);
 
         // The malignant masses (each its own FROC target), their union and their feature masks.

@@ -6,7 +6,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn mammogan(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mammogan")).args(args).arg("--quiet").output().expect("binary runs")
+    // The pseudonym key in the build's scratch folder, not the user's home.
+    Command::new(env!("CARGO_BIN_EXE_mammogan"))
+        .args(args)
+        .arg("--quiet")
+        .env("MAMMOGAN_KEY_FILE", Path::new(env!("CARGO_TARGET_TMPDIR")).join("pseudonym.key"))
+        .output()
+        .expect("binary runs")
 }
 
 fn ok(args: &[&str]) -> Output {

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 fn exe() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_mammogan"));
-    c.arg("--quiet");
+    // The pseudonym key in the build's scratch folder, not the user's home.
+    c.arg("--quiet").env("MAMMOGAN_KEY_FILE", Path::new(env!("CARGO_TARGET_TMPDIR")).join("pseudonym.key"));
     c
 }
 

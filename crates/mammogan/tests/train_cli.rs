@@ -165,8 +165,20 @@ fn train_evaluate_explain_write_what_they_promise_and_nothing_identifying() {
             }
         }
     }
-    let first_test = test_images.first().unwrap();
-    let edited = copy.join(first_test);
+    // The index names images by pseudonymised path: the test image's file is found by recomputing
+    // each phantom image's name with the key the tests prepare with.
+    let key = mammo_prep::key_file::load(&common::key_file()).unwrap();
+    let namer = mammo_prep::Namer::new(key, mammo_io::layouts::Format::Phantom, false);
+    let manifest: mammo_io::layouts::PhantomManifest =
+        serde_json::from_slice(&std::fs::read(ph.join(mammo_io::layouts::PHANTOM_MANIFEST)).unwrap()).unwrap();
+    let first_test = manifest
+        .cases
+        .iter()
+        .map(|c| c.image.clone())
+        .find(|image| namer.path(ph, &ph.join(image)) == **test_images.first().unwrap())
+        .expect("a test image of the index is a phantom image");
+    assert!(!test_images.contains(first_test.as_str()), "the index does not show the path as it is");
+    let edited = copy.join(&first_test);
     let mut bytes = std::fs::read(&edited).unwrap();
     let last = bytes.len() - 1;
     bytes[last] ^= 1;
@@ -174,7 +186,29 @@ fn train_evaluate_explain_write_what_they_promise_and_nothing_identifying() {
     let out =
         common::exe().args(["evaluate", run.to_str().unwrap(), "--images", copy.to_str().unwrap()]).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains(first_test) && err.contains("BLAKE3"), "{err}");
+    assert!(!out.status.success() && err.contains(&first_test) && err.contains("BLAKE3"), "{err}");
+
+    // Another key finds none of the dataset's images, and says the key is the likely cause; no key
+    // file at all is named as such.
+    let wrong = tmp.path().join("wrong.key");
+    mammo_prep::key_file::load_or_create(&wrong).unwrap();
+    let evaluate_with = |key: &Path| {
+        let args = ["evaluate", run.to_str().unwrap(), "--images", ph.to_str().unwrap(), "--key-file"];
+        common::exe().args(args).arg(key).output().unwrap()
+    };
+    let out = evaluate_with(&wrong);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && err.contains(
+                "no input matches the dataset's pseudonymised paths: is this the key the dataset was prepared with?"
+            )
+            && err.trim().lines().count() == 1,
+        "{err}"
+    );
+    let out = evaluate_with(&tmp.path().join("missing.key"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("missing.key") && err.contains("no pseudonym key"), "{err}");
 
     for key in [
         "classifier.auc",
@@ -240,9 +274,11 @@ fn train_evaluate_explain_write_what_they_promise_and_nothing_identifying() {
         }
     }
 
-    // Privacy: the fake identifying values in the phantom's DICOM headers reach no output.
-    let needles: Vec<String> = (0..6).flat_map(|p| mammo_phantom::fake_identity(p).values()).collect();
-    for dir in [&run, &ex] {
+    // Privacy: the fake identifying values in the phantom's DICOM headers reach no output, nor does the
+    // pseudonym key (in the dataset, the run, its evaluation or explain's output).
+    let mut needles: Vec<String> = (0..6).flat_map(|p| mammo_phantom::fake_identity(p).values()).collect();
+    needles.push(std::fs::read_to_string(common::key_file()).unwrap().trim().to_string());
+    for dir in [&run, &ex, ds] {
         let mut stack = vec![dir.to_path_buf()];
         while let Some(d) = stack.pop() {
             for e in std::fs::read_dir(&d).unwrap() {

@@ -26,6 +26,10 @@ pub struct Args {
     /// against the hash `dataset.json` recorded for it.
     #[arg(long)]
     images: Option<PathBuf>,
+    /// The pseudonym key the DATASET was prepared with, to find its images under --images (default:
+    /// $MAMMOGAN_KEY_FILE, else ~/.config/mammogan/pseudonym.key).
+    #[arg(long)]
+    key_file: Option<PathBuf>,
     /// The split to report on (the threshold is always chosen on val).
     #[arg(long, default_value = "test")]
     split: String,
@@ -39,7 +43,15 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<()> {
     let split = Split::parse(&args.split).with_context(|| format!("--split {}: train, val or test", args.split))?;
-    let metrics = evaluate(&args.run, args.data.as_deref(), args.images.as_deref(), split, &args.device, args.seed)?;
+    let metrics = evaluate(
+        &args.run,
+        args.data.as_deref(),
+        args.images.as_deref(),
+        args.key_file.as_deref(),
+        split,
+        &args.device,
+        args.seed,
+    )?;
     println!("{}", serde_json::to_string_pretty(&metrics)?);
     println!("report: {}", args.run.join(RunDir::EVAL).join("report.html").display());
     Ok(())
@@ -74,10 +86,12 @@ pub fn recorded_data(run: &Path) -> Result<PathBuf> {
 }
 
 /// Evaluates a run: writes `RUN/eval/metrics.json`, `report.html` and images; returns the flat metrics.
+/// `key_file` is the pseudonym key's (`None`: the default place), needed with `images`.
 pub fn evaluate(
     run: &Path,
     data: Option<&Path>,
     images: Option<&Path>,
+    key_file: Option<&Path>,
     split: Split,
     device: &str,
     seed: u64,
@@ -93,7 +107,7 @@ pub fn evaluate(
     // like any others: refuse both, as train and reproduce do.
     mammo_prep::PatchStore::verify(&data_dir, &store.info)?;
     check_geometry(&data_dir, &store.info, models.patch_size(), models.spacing_mm())?;
-    let image_set = images.map(|root| whole_image_set(&store, root, &data_dir, split)).transpose()?;
+    let image_set = images.map(|root| whole_image_set(&store, root, key_file, &data_dir, split)).transpose()?;
     let patches = PatchData::from_store(store)?;
     let s2 = patches.size * patches.size;
     let gather = |idx: &[usize]| -> Vec<f32> { idx.iter().flat_map(|&i| patches.patch(i).to_vec()).collect() };
@@ -228,19 +242,28 @@ pub fn evaluate(
 }
 
 /// The images of `split` (from the DATASET's index) found under `root`, the input the DATASET was
-/// prepared from, with the hashes it recorded for them.
+/// prepared from, with the hashes it recorded for them. Their recorded paths are pseudonymised unless
+/// the DATASET was prepared with `--keep-paths` (or before pseudonymised paths, when `params` has no
+/// `keep_paths`): then each input file's name is recomputed with the key to match.
 fn whole_image_set(
     store: &mammo_prep::PatchStore,
     root: &Path,
+    key_file: Option<&Path>,
     data_dir: &Path,
     split: Split,
 ) -> Result<mammo_serve::ImageSet> {
     let format = mammo_io::layouts::Format::parse(&store.info.source_format)
         .with_context(|| format!("{}: unknown source format {:?}", data_dir.display(), store.info.source_format))?;
+    let keep_paths = store.info.params.get("keep_paths").is_none_or(|v| v.as_bool() == Some(true));
+    let key = match keep_paths {
+        true => mammo_prep::PseudonymKey::ephemeral(),
+        false => super::pseudonym_key::for_lookup(key_file)?,
+    };
+    let namer = mammo_prep::Namer::new(key, format, keep_paths);
     let images =
         store.rows.iter().filter(|r| r.split == split).map(|r| (r.source.clone(), r.patient_id.clone())).collect();
     let hashes = store.info.inputs.iter().map(|f| (f.path.clone(), f.blake3.clone())).collect();
-    Ok(mammo_serve::ImageSet::load(root, format, images, hashes)?)
+    Ok(mammo_serve::ImageSet::load(root, &namer, images, hashes)?)
 }
 
 /// The tile stride of whole-image evaluation, as a fraction of the patch: explain's default.

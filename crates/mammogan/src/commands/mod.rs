@@ -8,6 +8,7 @@ pub mod explain;
 pub mod inspect;
 pub mod phantom;
 pub mod prepare;
+pub mod pseudonym_key;
 pub mod quickstart;
 pub mod reproduce;
 pub mod sagemaker;

@@ -17,6 +17,15 @@ pub struct Args {
     /// The DATASET directory to create (must not exist).
     #[arg(long)]
     out: PathBuf,
+    /// The secret key of the patient and path pseudonyms (default: $MAMMOGAN_KEY_FILE, else
+    /// ~/.config/mammogan/pseudonym.key); created on first use. Keep it outside every dataset: with it
+    /// the dataset maps back to the input, without it nobody can recompute a pseudonym.
+    #[arg(long)]
+    key_file: Option<PathBuf>,
+    /// Write input paths in index.csv and dataset.json as they are (relative to --input) instead of
+    /// pseudonymised, for de-identified data you need to trace back by eye; recorded in dataset.json.
+    #[arg(long)]
+    keep_paths: bool,
     #[command(flatten)]
     params: PrepArgs,
 }
@@ -68,8 +77,11 @@ fn parse_format(s: &str) -> Result<Format, String> {
 }
 
 pub fn run(args: Args, progress: &Progress) -> Result<()> {
+    let mut params = args.params.to_params();
+    params.keep_paths = args.keep_paths;
+    params.key = super::pseudonym_key::for_prepare(args.key_file.as_deref(), &args.input)?;
     let bar = progress.bar(0, "preparing");
-    let info = mammo_prep::prepare(args.format, &args.input, &args.out, &args.params.to_params(), &|done, total| {
+    let info = mammo_prep::prepare(args.format, &args.input, &args.out, &params, &|done, total| {
         bar.set_length(total as u64);
         bar.set_position(done as u64);
     })

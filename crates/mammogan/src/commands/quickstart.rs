@@ -61,8 +61,11 @@ pub fn run(args: Args, progress: &Progress) -> Result<()> {
         seed: args.seed,
         threads: 0,
     };
+    let mut prep_params = prep.to_params();
+    prep_params.key = super::pseudonym_key::for_prepare(None, &phantom_dir)?;
+    let namer = mammo_prep::Namer::new(prep_params.key.clone(), Format::Phantom, prep_params.keep_paths);
     let bar = progress.bar(args.cases, "preparing");
-    let info = mammo_prep::prepare(Format::Phantom, &phantom_dir, &dataset_dir, &prep.to_params(), &|d, _| {
+    let info = mammo_prep::prepare(Format::Phantom, &phantom_dir, &dataset_dir, &prep_params, &|d, _| {
         bar.set_position(d as u64)
     })?;
     bar.finish_and_clear();
@@ -75,8 +78,15 @@ pub fn run(args: Args, progress: &Progress) -> Result<()> {
         println!("  {model:>11}: {} steps, weights blake3 {}", trained.steps[model], &hash[..16]);
     }
 
-    let metrics =
-        evaluate::evaluate(&run_dir, Some(&dataset_dir), Some(&phantom_dir), Split::Test, &args.device, args.seed)?;
+    let metrics = evaluate::evaluate(
+        &run_dir,
+        Some(&dataset_dir),
+        Some(&phantom_dir),
+        None,
+        Split::Test,
+        &args.device,
+        args.seed,
+    )?;
     println!("4/5 evaluate on the held-out test split:");
     let show = |key: &str| {
         let v = metrics.get(key).and_then(|v| v.as_f64()).map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into());
@@ -116,7 +126,8 @@ pub fn run(args: Args, progress: &Progress) -> Result<()> {
         show(key);
     }
 
-    // Explain the first malignant image of the held-out test split, whole: an image no model saw.
+    // Explain the first malignant image of the held-out test split, whole: an image no model saw. The
+    // index names images by their pseudonymised paths: each phantom image's is recomputed to match.
     let manifest: mammo_io::layouts::PhantomManifest =
         serde_json::from_slice(&std::fs::read(phantom_dir.join(mammo_io::layouts::PHANTOM_MANIFEST))?)?;
     let (_, rows) = mammo_prep::PatchStore::read_index(&dataset_dir)?;
@@ -128,7 +139,7 @@ pub fn run(args: Args, progress: &Progress) -> Result<()> {
         .cases
         .iter()
         .filter(malignant)
-        .find(|c| test.contains(c.image.as_str()))
+        .find(|c| test.contains(namer.path(&phantom_dir, &phantom_dir.join(&c.image)).as_str()))
         .or_else(|| manifest.cases.iter().find(malignant))
         .or(manifest.cases.first())
         .expect("the phantom has cases");

@@ -66,7 +66,11 @@ fn run(paths: &Paths, cli: &train::TrainOpts, progress: &Progress) -> Result<()>
                     std::fs::remove_dir_all(&out).map_err(|e| mammo_io::IoError::io(&out, e))?;
                 }
                 tracing::info!("channel {channel}: preparing {} data into {}", format.name(), out.display());
-                let info = mammo_prep::prepare(format, &dir, &out, &hp.prep, &|_, _| {})
+                // The key: $MAMMOGAN_KEY_FILE (e.g. a file of its own input channel, so a restarted job that
+                // prepares again writes the same names), else one made in the container's home.
+                let mut prep = hp.prep.clone();
+                prep.key = super::pseudonym_key::for_prepare(None, &dir)?;
+                let info = mammo_prep::prepare(format, &dir, &out, &prep, &|_, _| {})
                     .with_context(|| format!("preparing channel {channel} as {}", format.name()))?;
                 tracing::info!("prepared {} patches", info.patches);
             }
@@ -114,7 +118,7 @@ fn run(paths: &Paths, cli: &train::TrainOpts, progress: &Progress) -> Result<()>
 
     // One METRIC line per evaluation: val (what a tuning job should optimise), then the held-out test.
     for split in [Split::Val, Split::Test] {
-        match evaluate::evaluate(&run, Some(&data), None, split, &opts.device, 0) {
+        match evaluate::evaluate(&run, Some(&data), None, None, split, &opts.device, 0) {
             Ok(metrics) => {
                 let values: Vec<(String, f64)> = metrics
                     .iter()

@@ -6,11 +6,17 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
-/// The binary, quiet.
+/// The binary, quiet, with its pseudonym key in the build's scratch folder rather than the user's home.
 pub fn exe() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_mammogan"));
-    c.arg("--quiet");
+    c.arg("--quiet").env("MAMMOGAN_KEY_FILE", key_file());
     c
+}
+
+/// The pseudonym key every test's `prepare` uses (created by the first one; test processes racing to
+/// create it agree on one key).
+pub fn key_file() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("pseudonym.key")
 }
 
 /// `out`, after asserting that it exited 0 (else the panic shows `what` ran, with its stdout and stderr).
