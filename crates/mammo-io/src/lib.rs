@@ -18,6 +18,7 @@ pub mod image;
 pub mod layouts;
 pub mod lut;
 pub mod pgm;
+pub mod physical;
 pub mod png_io;
 pub mod rle;
 

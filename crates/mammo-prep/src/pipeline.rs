@@ -68,10 +68,13 @@ pub fn prepare(
     if out.exists() {
         return Err(PrepError::invalid(out, "output already exists; choose a new path or remove it first"));
     }
-    if !(params.spacing_mm > 0.0) || params.patch.size < 8 {
-        return Err(PrepError::invalid(out, "invalid parameters: spacing must be > 0 and patch size >= 8"));
+    if let Some(problem) = params.problem() {
+        return Err(PrepError::invalid(out, problem));
     }
     let cases = layouts::load(format, input)?;
+    if let Some(problem) = params.output_size_problem(&cases) {
+        return Err(PrepError::invalid(input, problem));
+    }
     let outputs = process_all(&cases, params, progress)?;
 
     let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
@@ -149,7 +152,8 @@ fn prepare_case(case: &Case, index: usize, params: &PrepParams) -> Result<CaseOu
             params.default_spacing_mm
         }
     };
-    let prepared_image = PreparedImage::new(&m, src_spacing, params.spacing_mm);
+    let prepared_image =
+        PreparedImage::new(&m, src_spacing, params.spacing_mm).map_err(|e| PrepError::invalid(&case.image, e.0))?;
     let (sw, sh) = (m.width, m.height);
     drop(m);
     let (w, h) = (prepared_image.image.width, prepared_image.image.height);
