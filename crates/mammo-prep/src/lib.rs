@@ -8,6 +8,7 @@
 pub mod dataset;
 pub mod error;
 pub mod image_prep;
+pub mod input_walk;
 pub mod limits;
 pub mod normalize;
 pub mod orient;
