@@ -172,6 +172,20 @@ impl PhantomParams {
                 self.width_mm, self.spacing_mm
             ));
         }
+        // The texture is synthesised on a power-of-two grid of complex f32 values (two of them, plus the
+        // FFT's scratch), on every core at once: 2^26 values is 512 MiB a buffer, about 2 GiB for an image
+        // being generated. That is 8192 x 8192 px, a 20 cm breast at 0.025 mm.
+        let grid = w.next_power_of_two() as u64 * h.next_power_of_two() as u64;
+        if grid > 1 << 26 {
+            return bad(format!(
+                "image would be {w} x {h} px (width_mm {} / spacing_mm {}), whose texture grid of {} x {} values \
+                 exceeds 2^26 (about 2 GiB per image being generated); raise spacing_mm or lower width_mm",
+                self.width_mm,
+                self.spacing_mm,
+                w.next_power_of_two(),
+                h.next_power_of_two()
+            ));
+        }
         for (name, v) in [("malignant_fraction", self.malignant_fraction), ("benign_fraction", self.benign_fraction)] {
             if !(0.0..=1.0).contains(&v) {
                 return bad(format!("{name} must be within 0..=1, got {v}"));
