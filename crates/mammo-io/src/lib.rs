@@ -17,7 +17,9 @@ pub mod error;
 pub mod image;
 pub mod layouts;
 pub mod lut;
+pub mod partial;
 pub mod pgm;
+pub mod physical;
 pub mod png_io;
 pub mod rle;
 

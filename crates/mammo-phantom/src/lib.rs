@@ -161,11 +161,29 @@ impl PhantomParams {
         if self.spacing_mm <= 0.0 || self.width_mm <= 0.0 || self.aspect <= 0.0 {
             return bad("spacing_mm, width_mm and aspect must be positive".into());
         }
+        // The same range every reader of a spacing applies: a phantom must be preparable.
+        if let Some(p) = mammo_io::physical::spacing_problem(self.spacing_mm) {
+            return bad(format!("spacing_mm: {p}"));
+        }
         let (w, h) = self.image_size();
         if w < 32 || h < 32 || w > 16384 || h > 16384 {
             return bad(format!(
                 "image would be {w} x {h} px (width_mm {} / spacing_mm {}); each side must be 32..=16384",
                 self.width_mm, self.spacing_mm
+            ));
+        }
+        // The texture is synthesised on a power-of-two grid of complex f32 values (two of them, plus the
+        // FFT's scratch), on every core at once: 2^26 values is 512 MiB a buffer, about 2 GiB for an image
+        // being generated. That is 8192 x 8192 px, a 20 cm breast at 0.025 mm.
+        let grid = w.next_power_of_two() as u64 * h.next_power_of_two() as u64;
+        if grid > 1 << 26 {
+            return bad(format!(
+                "image would be {w} x {h} px (width_mm {} / spacing_mm {}), whose texture grid of {} x {} values \
+                 exceeds 2^26 (about 2 GiB per image being generated); raise spacing_mm or lower width_mm",
+                self.width_mm,
+                self.spacing_mm,
+                w.next_power_of_two(),
+                h.next_power_of_two()
             ));
         }
         for (name, v) in [("malignant_fraction", self.malignant_fraction), ("benign_fraction", self.benign_fraction)] {
@@ -184,6 +202,18 @@ impl PhantomParams {
                 "lesion_contrast and contrast_jitter must be within 0..1, got {} and {}",
                 self.lesion_contrast, self.contrast_jitter
             ));
+        }
+        // Sizes in mm bound loops and kernels measured in pixels (the lesion shrinking to fit, the blur
+        // kernel of 6 sigma): the largest masses are about 10 cm, spicules a few cm, detector blur well
+        // under a millimetre.
+        for (name, v, max) in [
+            ("max_diameter_mm", self.max_diameter_mm, 100.0),
+            ("spicule_length_mm", self.spicule_length_mm.1, 100.0),
+            ("blur_mm", self.blur_mm, 5.0),
+        ] {
+            if v > max {
+                return bad(format!("{name} must be at most {max}, got {v}"));
+            }
         }
         if self.min_diameter_mm <= 0.0 || self.min_diameter_mm > self.max_diameter_mm {
             return bad(format!(

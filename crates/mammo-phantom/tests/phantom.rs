@@ -514,6 +514,13 @@ fn refuses_a_non_empty_directory_and_bad_parameters_with_one_line() {
         PhantomParams { min_diameter_mm: 9.0, max_diameter_mm: 3.0, ..small(4, 1) },
         PhantomParams { width_mm: 5.0, ..small(4, 1) },
         PhantomParams { cases: 0, ..small(4, 1) },
+        // Sizes that would explode a loop or a kernel, and a spacing no reader accepts.
+        PhantomParams { blur_mm: 1e9, ..small(4, 1) },
+        PhantomParams { max_diameter_mm: 1e6, ..small(4, 1) },
+        PhantomParams { spicule_length_mm: (1.0, 1e9), ..small(4, 1) },
+        PhantomParams { spacing_mm: 2.0, width_mm: 100.0, ..small(4, 1) },
+        // 8000 x 9600 px: each side is allowed, but its texture grid would need gigabytes per image.
+        PhantomParams { spacing_mm: 0.025, width_mm: 200.0, ..small(4, 1) },
     ] {
         let e = write_phantom(&empty, &bad, OutputFormat::Png, &|_, _| {}).unwrap_err();
         assert!(matches!(e, PhantomError::InvalidParams(_)), "{e}");

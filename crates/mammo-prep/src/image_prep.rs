@@ -18,10 +18,12 @@ pub struct PreparedImage {
 
 impl PreparedImage {
     /// Decoded image -> density -> resample from `source_spacing_mm` to `spacing_mm` -> breast mask ->
-    /// background (labels, markers) blanked -> chest wall to the left -> normalised.
-    pub fn new(m: &Mammogram, source_spacing_mm: f64, spacing_mm: f64) -> Self {
+    /// background (labels, markers) blanked -> chest wall to the left -> normalised. Both spacings and
+    /// the resampled size are checked first ([`checked_working_size`]): nothing is allocated from a
+    /// spacing in the wrong unit.
+    pub fn new(m: &Mammogram, source_spacing_mm: f64, spacing_mm: f64) -> Result<Self, GeometryError> {
         let (sw, sh) = (m.width, m.height);
-        let (w, h) = working_size(sw, sh, source_spacing_mm, spacing_mm);
+        let (w, h) = checked_working_size(sw, sh, source_spacing_mm, spacing_mm)?;
         let mut image = resample::resize(&m.density_values(), w, h);
         let breast = segment::breast_mask(&image);
         for (v, b) in image.data.iter_mut().zip(&breast.data) {
@@ -33,7 +35,7 @@ impl PreparedImage {
         let (mut image, breast) =
             if flipped { (orient::flip_horizontal(&image), orient::flip_horizontal(&breast)) } else { (image, breast) };
         normalize::normalize(&mut image, &breast);
-        PreparedImage { image, breast, flipped, source_size: (sw, sh) }
+        Ok(PreparedImage { image, breast, flipped, source_size: (sw, sh) })
     }
 
     /// Brings a source-resolution mask (e.g. a lesion annotation) into this image's geometry.
@@ -62,9 +64,44 @@ impl PreparedImage {
     }
 }
 
-/// The working size of a `w` x `h` image resampled from `from_mm` to `to_mm`.
+/// The working size of a `w` x `h` image resampled from `from_mm` to `to_mm` (unchecked: see
+/// [`checked_working_size`]).
 pub fn working_size(w: usize, h: usize, from_mm: f64, to_mm: f64) -> (usize, usize) {
     (resample::scaled_size(w, from_mm, to_mm), resample::scaled_size(h, from_mm, to_mm))
+}
+
+/// The most pixels a resampled (working) image may have. The largest detector made is 24 x 30 cm;
+/// this is that detector at 0.045 mm, finer than any working spacing a patch model uses (0.4 mm by
+/// default) and as fine as the finest detectors' pitch, so no real mammogram at a sane spacing comes
+/// near it. A [`PreparedImage`] holds about three images of this size at once (the f32 image, the resampler's
+/// intermediate, the mask), so this bounds one image's preparation to roughly 0.5 GiB.
+pub const MAX_WORKING_PIXELS: usize = 32 * 1024 * 1024;
+
+/// Why an image cannot be prepared at the spacings asked for: one line, without the file's name (the
+/// caller knows it).
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct GeometryError(pub String);
+
+/// [`working_size`], after checking both spacings against [`mammo_io::physical::SPACING_MM`] and the
+/// result against [`MAX_WORKING_PIXELS`]; the size is computed in floating point first, so no spacing
+/// can overflow it. Shared by `prepare`, `explain` and the server.
+pub fn checked_working_size(w: usize, h: usize, from_mm: f64, to_mm: f64) -> Result<(usize, usize), GeometryError> {
+    if let Some(p) = mammo_io::physical::spacing_problem(from_mm) {
+        return Err(GeometryError(format!("source {p}")));
+    }
+    if let Some(p) = mammo_io::physical::spacing_problem(to_mm) {
+        return Err(GeometryError(format!("working {p}")));
+    }
+    let scale = from_mm / to_mm;
+    let (fw, fh) = ((w as f64 * scale).round().max(1.0), (h as f64 * scale).round().max(1.0));
+    if fw * fh > MAX_WORKING_PIXELS as f64 {
+        return Err(GeometryError(format!(
+            "{w} x {h} px at {from_mm} mm resampled to {to_mm} mm would be {fw} x {fh} px \
+             (more than {MAX_WORKING_PIXELS}); is the pixel spacing right?"
+        )));
+    }
+    Ok(working_size(w, h, from_mm, to_mm))
 }
 
 #[cfg(test)]
@@ -83,7 +120,7 @@ mod tests {
             samples: Samples::Unsigned(data),
             info: ImageInfo::plain(SourceKind::Png { bit_depth: 16 }, 12),
         };
-        let p = PreparedImage::new(&m, 0.2, 0.4);
+        let p = PreparedImage::new(&m, 0.2, 0.4).unwrap();
         assert!(p.flipped);
         assert_eq!((p.image.width, p.image.height), (100, 50));
         // The breast is now on the left; its box in prepared pixels maps back to the right of the source.
@@ -92,5 +129,32 @@ mod tests {
         let back = p.map_to_source(&p.breast.map(|v| v as f32));
         assert_eq!((back.width, back.height), (w, h));
         assert!(back.get(190, 50) > 0.5 && back.get(10, 50) < 0.5);
+    }
+
+    #[test]
+    fn spacings_in_the_wrong_unit_and_oversized_results_are_refused_before_allocating() {
+        assert_eq!(checked_working_size(3000, 4000, 0.1, 0.4), Ok((750, 1000)));
+        // A header spacing of 50 mm (cm or µm mistaken for mm), a --spacing of 1000 or 1e300, a working
+        // spacing of 0.0001: each a one-line error, not an allocation of terabytes.
+        let e = checked_working_size(64, 64, 50.0, 0.4).unwrap_err().0;
+        assert_eq!(e, "source pixel spacing 50 mm is outside 0.01..=1 mm (mammography detectors are 0.025-0.2 mm)");
+        for bad in [1000.0, 1e300, f64::INFINITY, f64::NAN, 0.0, -1.0] {
+            assert!(checked_working_size(64, 64, bad, 0.4).unwrap_err().0.starts_with("source pixel spacing"));
+        }
+        let e = checked_working_size(64, 64, 0.1, 0.0001).unwrap_err().0;
+        assert!(e.starts_with("working pixel spacing 0.0001 mm is outside"), "{e}");
+        // Both spacings sane, but the result too large: a 20000 x 20000 PNG at 1 mm to 0.01 mm.
+        let e = checked_working_size(20000, 20000, 1.0, 0.01).unwrap_err().0;
+        assert!(e.contains("would be 2000000 x 2000000 px (more than 33554432)"), "{e}");
+        // The largest detector at its finest pitch, to the default working spacing, is fine.
+        assert!(checked_working_size(9600, 12000, 0.025, 0.4).is_ok());
+        // And PreparedImage refuses the same before touching the pixels.
+        let m = Mammogram {
+            width: 64,
+            height: 64,
+            samples: Samples::Unsigned(vec![0; 64 * 64]),
+            info: ImageInfo::plain(SourceKind::Png { bit_depth: 16 }, 12),
+        };
+        assert!(PreparedImage::new(&m, 1000.0, 0.4).is_err());
     }
 }

@@ -8,7 +8,9 @@
 pub mod dataset;
 pub mod error;
 pub mod image_prep;
+pub mod input_walk;
 pub mod key_file;
+pub mod limits;
 pub mod normalize;
 pub mod orient;
 pub mod patch;

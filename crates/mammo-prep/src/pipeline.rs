@@ -77,19 +77,24 @@ pub fn prepare(
     params: &PrepParams,
     progress: &(dyn Fn(usize, usize) + Sync),
 ) -> Result<DatasetInfo> {
-    if out.exists() {
+    // Not `exists()`, which follows links: a dangling link as OUT would be replaced by the rename.
+    if std::fs::symlink_metadata(out).is_ok() {
         return Err(PrepError::invalid(out, "output already exists; choose a new path or remove it first"));
     }
-    if !(params.spacing_mm > 0.0) || params.patch.size < 8 {
-        return Err(PrepError::invalid(out, "invalid parameters: spacing must be > 0 and patch size >= 8"));
+    if let Some(problem) = params.problem() {
+        return Err(PrepError::invalid(out, problem));
     }
     let cases = layouts::load(format, input)?;
+    if let Some(problem) = params.output_size_problem(&cases) {
+        return Err(PrepError::invalid(input, problem));
+    }
     let outputs = process_all(&cases, params, progress)?;
 
     let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).map_err(|e| PrepError::io(parent, e))?;
-    let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "dataset".into());
-    let tmp = parent.join(format!(".{name}.partial-{}", std::process::id()));
+    // `.NAME.partial-PID`; those a killed run left are removed first.
+    mammo_io::partial::remove_stale(out);
+    let tmp = mammo_io::partial::partial_dir(out);
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir(&tmp).map_err(|e| PrepError::io(&tmp, e))?;
     let result = write_dataset(format, input, &tmp, &cases, outputs, params).and_then(|info| {
@@ -161,7 +166,8 @@ fn prepare_case(case: &Case, index: usize, params: &PrepParams) -> Result<CaseOu
             params.default_spacing_mm
         }
     };
-    let prepared_image = PreparedImage::new(&m, src_spacing, params.spacing_mm);
+    let prepared_image =
+        PreparedImage::new(&m, src_spacing, params.spacing_mm).map_err(|e| PrepError::invalid(&case.image, e.0))?;
     let (sw, sh) = (m.width, m.height);
     drop(m);
     let (w, h) = (prepared_image.image.width, prepared_image.image.height);
@@ -338,24 +344,14 @@ fn write_dataset(
     Ok(info)
 }
 
-/// The layout's own files (tables, annotations, manifests) under `dir`: everything that is not an image.
+/// The layout's own files (tables, annotations, manifests) under `dir`: every regular file that is not
+/// an image (special files and link loops are skipped: [`crate::input_walk`]).
 fn metadata_files(dir: &Path) -> Result<Vec<PathBuf>> {
     const IMAGE_EXT: [&str; 5] = ["dcm", "dicom", "png", "pgm", ""];
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let entries = std::fs::read_dir(&d).map_err(|e| PrepError::io(&d, e))?;
-        for entry in entries {
-            let path = entry.map_err(|e| PrepError::io(&d, e))?.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                let ext = path.extension().map(|e| e.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
-                if !IMAGE_EXT.contains(&ext.as_str()) {
-                    out.push(path);
-                }
-            }
-        }
-    }
+    let mut out = crate::input_walk::regular_files(dir)?;
+    out.retain(|path| {
+        let ext = path.extension().map(|e| e.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+        !IMAGE_EXT.contains(&ext.as_str())
+    });
     Ok(out)
 }

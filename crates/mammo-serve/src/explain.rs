@@ -143,10 +143,10 @@ pub fn explain_image_with(
     if !(stride > 0.0 && stride <= 1.0) {
         return Err(ExplainError::Input(format!("stride {stride}: must be in (0, 1]")));
     }
-    if let Some(s) = spacing
-        && !(s.is_finite() && s > 0.0)
-    {
-        return Err(ExplainError::Input(format!("spacing {s}: must be a positive number of mm")));
+    // The requested spacing (`--spacing`, `?spacing_mm=`) is checked even when the file has its own, so
+    // a bad value is reported whichever image it comes with.
+    if let Some(p) = spacing.and_then(mammo_io::physical::spacing_problem) {
+        return Err(ExplainError::Input(format!("{source}: requested {p}")));
     }
     let (spacing_mm, spacing_source) = match (m.info.spacing_mm, spacing) {
         (Some((r, c)), _) => ((r + c) / 2.0, m.info.spacing_source.clone().unwrap_or_default()),
@@ -157,7 +157,10 @@ pub fn explain_image_with(
         }
     };
     let size = models.patch_size();
-    let prepared = PreparedImage::new(m, spacing_mm, models.info.spacing_mm);
+    // A header spacing in the wrong unit (50 mm) or an image too large at the working spacing is the
+    // input's fault: a one-line error naming the source and where its spacing came from.
+    let prepared = PreparedImage::new(m, spacing_mm, models.info.spacing_mm)
+        .map_err(|e| ExplainError::Input(format!("{source}: {e} (spacing from {spacing_source})")))?;
 
     let step = ((size as f64 * stride).round() as usize).max(1);
     let tiles = tiling::breast_tiles(&prepared.breast, size, step, tiling::MIN_BREAST_FRACTION);

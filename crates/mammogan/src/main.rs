@@ -52,7 +52,12 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Before parsing, so that `--help | head -1` ends quietly too.
+    closed_stdout_ends_quietly(true);
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Serve(_)) {
+        closed_stdout_ends_quietly(false);
+    }
     init_logging(cli.quiet, cli.verbose);
     let progress = progress::Progress::new(cli.quiet);
     let result = match cli.command {
@@ -78,6 +83,22 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `mammogan status RUN | head -1`: when the reader goes away, end quietly, as `cat` does, instead of
+/// panicking with "failed printing to stdout" (Rust ignores SIGPIPE, so every `println!` after that
+/// fails, and fails by panicking). SIGPIPE's default action is exactly that quiet end (`quiet`). Not
+/// for `serve` (`!quiet`, Rust's own setting back): there a client closing its connection raises
+/// SIGPIPE too, and must not end the server; its writes see EPIPE as an error instead.
+fn closed_stdout_ends_quietly(quiet: bool) {
+    #[cfg(unix)]
+    // SAFETY: sets a signal's disposition to a constant (no handler runs Rust code), on the main thread
+    // before any other thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, if quiet { libc::SIG_DFL } else { libc::SIG_IGN });
+    }
+    #[cfg(not(unix))]
+    let _ = quiet;
 }
 
 /// One line: the chain of causes joined, never a backtrace or a panic. (A cause already quoted by its

@@ -267,9 +267,11 @@ impl Files {
                 for d in &level {
                     let Ok(entries) = std::fs::read_dir(d) else { continue };
                     for p in entries.filter_map(|e| e.ok().map(|e| e.path())) {
+                        // Regular files only (following links): opening a FIFO named *.dcm would wait
+                        // forever for a writer. Depth is bounded by FILE_DEPTH, so a link loop ends.
                         if p.is_dir() {
                             next.push(p);
-                        } else if p.extension().is_some_and(|e| e.eq_ignore_ascii_case("dcm")) {
+                        } else if p.is_file() && p.extension().is_some_and(|e| e.eq_ignore_ascii_case("dcm")) {
                             out.push(p);
                         }
                     }

@@ -152,11 +152,11 @@ pub(crate) fn open_csv(
     delimiter: u8,
     required: &[&str],
 ) -> Result<(csv::StringRecord, Vec<csv::StringRecord>)> {
-    let mut rdr = csv::ReaderBuilder::new()
-        .delimiter(delimiter)
-        .flexible(true)
-        .from_path(path)
-        .map_err(|e| IoError::format(path, format!("cannot open table: {e}")))?;
+    let bytes = std::fs::read(path).map_err(|e| IoError::format(path, format!("cannot open table: {e}")))?;
+    if let Some(line) = csv_quotes::unterminated_quote_line(&bytes, delimiter) {
+        return Err(IoError::format(path, format!("unterminated quote (\") opened at line {line}")));
+    }
+    let mut rdr = csv::ReaderBuilder::new().delimiter(delimiter).flexible(true).from_reader(bytes.as_slice());
     let headers = rdr.headers().map_err(|e| IoError::format(path, format!("cannot read the header: {e}")))?.clone();
     let trimmed: Vec<String> = headers.iter().map(|h| h.trim().trim_start_matches('\u{feff}').to_string()).collect();
     for col in required {
@@ -203,16 +203,23 @@ pub(crate) fn find_table(dir: &Path, preferred: &str, what: &str) -> Result<Path
     }
 }
 
-/// Checks a referenced file exists, with an error naming both the table and the file.
+/// Checks a referenced file exists and is a regular file (after links: a FIFO or a device would hang
+/// or never end when read), with an error naming both the table and the file.
 pub(crate) fn existing(table: &Path, file: PathBuf) -> Result<PathBuf> {
     if file.is_file() {
         Ok(file)
+    } else if file.exists() {
+        Err(IoError::format(
+            table,
+            format!("referenced file {} is not a regular file (a directory, FIFO or device)", file.display()),
+        ))
     } else {
         Err(IoError::format(table, format!("referenced file {} does not exist", file.display())))
     }
 }
 
 mod cbis;
+mod csv_quotes;
 mod inbreast;
 mod mias;
 mod phantom;

@@ -69,6 +69,10 @@ pub(super) fn load(dir: &Path) -> Result<Vec<Case>> {
         .cases
         .iter()
         .map(|c| {
+            // The spacing decides the resampled size: a wrong one must stop here, naming the manifest.
+            if let Some(problem) = crate::physical::spacing_problem(c.spacing_mm) {
+                return Err(IoError::format(&path, format!("{}: {problem}", c.image)));
+            }
             let lesions = c
                 .lesions
                 .iter()
@@ -96,4 +100,30 @@ pub(super) fn load(dir: &Path) -> Result<Vec<Case>> {
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spacing_outside_the_sane_range_is_refused_naming_the_manifest() {
+        let tmp = tempfile::tempdir().unwrap();
+        let case = |spacing: &str| {
+            format!(
+                r#"{{"version":1,"seed":0,"params":{{}},"cases":[{{"image":"c0.png","patient":"p0","laterality":"L",
+                "view":"CC","density":"B","spacing_mm":{spacing},"lesions":[]}}]}}"#
+            )
+        };
+        for spacing in ["500", "0.0001", "-1"] {
+            std::fs::write(tmp.path().join(PHANTOM_MANIFEST), case(spacing)).unwrap();
+            let e = load(tmp.path()).unwrap_err().to_string();
+            assert!(e.starts_with(&tmp.path().join(PHANTOM_MANIFEST).display().to_string()), "{e}");
+            assert!(e.contains(&format!("c0.png: pixel spacing {spacing} mm is outside 0.01..=1 mm")), "{e}");
+        }
+        // A sane spacing passes the check (and then finds the image missing).
+        std::fs::write(tmp.path().join(PHANTOM_MANIFEST), case("0.1")).unwrap();
+        let e = load(tmp.path()).unwrap_err().to_string();
+        assert!(!e.contains("pixel spacing"), "{e}");
+    }
 }

@@ -136,6 +136,17 @@ mod tests {
     }
 
     #[test]
+    fn an_unterminated_quote_is_reported_at_its_line_not_as_a_bad_label() {
+        let dir = tempfile::tempdir().unwrap();
+        png(&dir.path().join("a.png"), None);
+        let table = dir.path().join("dataset.csv");
+        std::fs::write(&table, "path,label,patient_id\na.png,benign,p1\n\"a.png,malignant,p2\na.png,normal,p3\n")
+            .unwrap();
+        let e = load_layout(Format::Csv, dir.path()).unwrap_err().to_string();
+        assert_eq!(e, format!("{}: unterminated quote (\") opened at line 3", table.display()));
+    }
+
+    #[test]
     fn reads_labels_patients_and_masks() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();

@@ -39,22 +39,48 @@ pub fn write_phantom(
     if format == OutputFormat::Cbis {
         cbis::lesion_images(params)?;
     }
-    prepare_dir(dir)?;
-    match format {
-        OutputFormat::Dicom | OutputFormat::Png => phantom::write(dir, params, format, progress),
-        OutputFormat::Mias => mias::write(dir, params, progress),
-        OutputFormat::Cbis => cbis::write(dir, params, progress),
+    check_empty(dir)?;
+    // Built under `.NAME.partial-PID` and renamed when complete: a write that fails (a full disk) or a
+    // kill leaves no half phantom in `dir` to block a rerun; a killed run's partial directory is removed
+    // by the next one.
+    let dest = if std::fs::symlink_metadata(dir).is_ok_and(|m| m.file_type().is_symlink()) {
+        // A link to an (empty) directory: build beside its target, so the rename keeps the link.
+        std::fs::canonicalize(dir).map_err(|e| PhantomError::Io { path: dir.to_path_buf(), source: e })?
+    } else {
+        dir.to_path_buf()
+    };
+    if let Some(parent) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
+        mkdir(parent)?;
     }
+    mammo_io::partial::remove_stale(&dest);
+    let tmp = mammo_io::partial::partial_dir(&dest);
+    let _ = std::fs::remove_dir_all(&tmp);
+    mkdir(&tmp)?;
+    let written = match format {
+        OutputFormat::Dicom | OutputFormat::Png => phantom::write(&tmp, params, format, progress),
+        OutputFormat::Mias => mias::write(&tmp, params, progress),
+        OutputFormat::Cbis => cbis::write(&tmp, params, progress),
+    };
+    // rename(2) replaces an empty directory, which `check_empty` allowed.
+    let result = written.and_then(|summary| {
+        std::fs::rename(&tmp, &dest).map_err(|e| PhantomError::Io { path: dir.to_path_buf(), source: e })?;
+        Ok(PhantomSummary { dir: dir.to_path_buf(), ..summary })
+    });
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    result
 }
 
-fn prepare_dir(dir: &Path) -> Result<(), PhantomError> {
+/// `dir` must not exist or be an empty directory: a phantom never overwrites or mixes with other files.
+fn check_empty(dir: &Path) -> Result<(), PhantomError> {
     if dir.exists() {
         let mut entries = dir.read_dir().map_err(|e| PhantomError::Io { path: dir.to_path_buf(), source: e })?;
         if entries.next().is_some() {
             return Err(PhantomError::OutputNotEmpty(dir.to_path_buf()));
         }
     }
-    mkdir(dir)
+    Ok(())
 }
 
 pub(crate) fn mkdir(dir: &Path) -> Result<(), PhantomError> {
