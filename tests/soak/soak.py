@@ -195,8 +195,8 @@ def main():
     ap.add_argument("--images", required=True, help="a folder of valid mammograms (DICOM, PNG)")
     ap.add_argument("--png-spacing", default="0.4")
     ap.add_argument("--seconds", type=float, default=60)
-    ap.add_argument("--valid-clients", type=int, default=3)
-    ap.add_argument("--hostile-clients", type=int, default=2)
+    ap.add_argument("--valid-clients", type=int, default=4)
+    ap.add_argument("--hostile-clients", type=int, default=8)
     ap.add_argument("--half-heads", type=int, default=40)
     ap.add_argument("--half-bodies", type=int, default=1)
     a = ap.parse_args()
@@ -208,7 +208,7 @@ def main():
         body = open(os.path.join(a.images, n), "rb").read()
         path = f"/invocations?spacing_mm={a.png_spacing}" if n.endswith(".png") else "/invocations"
         images.append((path, body))
-    dicom = next(b for p, b in images if p == "/invocations")
+    dicom = min((b for p, b in images if p == "/invocations"), key=len)  # the hostile variants stay small
     rng = random.Random(1)
     hostile = [
         ("png_20000x20000", "/invocations", png_declaring(20000, 20000)),
