@@ -522,3 +522,36 @@ fn requests_beyond_the_limits_get_503() {
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(http(server.addr, "GET", "/ping", &[], b"").status, 200);
 }
+
+/// Rows 3 and 4 as the server meets them: a 389-byte PNG declaring 20000 x 20000 is refused from its
+/// header, a 41 MP PGM after decoding but before inference, an absurd spacing before anything is read;
+/// each a 400 naming the request body, quickly, with the server's memory far from what they declare.
+#[test]
+fn oversized_images_and_spacings_are_refused() {
+    let (_, ph, _) = trained();
+    let server = serve_with(&[], &[]);
+    let mut png = b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR".to_vec();
+    png.extend_from_slice(&20000u32.to_be_bytes());
+    png.extend_from_slice(&20000u32.to_be_bytes());
+    png.extend_from_slice(&[16, 0, 0, 0, 0, 0, 0, 0, 0]);
+    let t = Instant::now();
+    let r = http(server.addr, "POST", "/invocations", &[], &png);
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["error"], "request body: PNG of 20000 x 20000 pixels (more than 40000000)");
+    let mut pgm = b"P5 6400 6400 255\n".to_vec();
+    pgm.resize(pgm.len() + 6400 * 6400, 7);
+    let r = http(server.addr, "POST", "/invocations", &[], &pgm);
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["error"], "request body: image of 6400 x 6400 pixels (more than 40000000)");
+    let dicom = std::fs::read(first_image(ph)).unwrap();
+    for bad in ["1000", "1e300", "0", "-0.1", "nan"] {
+        let r = http(server.addr, "POST", &format!("/invocations?spacing_mm={bad}"), &[], &dicom);
+        assert_eq!(r.status, 400, "{bad}");
+        assert!(r.json()["error"].as_str().unwrap().contains("0.01 to 1 mm"), "{bad}");
+    }
+    assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
+    // The PGM's pixels (82 MB as 16-bit samples) were decoded, never explained (that takes several times more).
+    let peak = proc_kib(server.child.id(), "VmHWM");
+    assert!(peak < 400 * 1024, "peak {peak} KiB");
+    assert_eq!(http(server.addr, "POST", "/invocations?spacing_mm=0.4", &[], &dicom).status, 200);
+}
