@@ -34,7 +34,7 @@
 //! | what | bound | at the defaults |
 //! |---|---|---|
 //! | model and runtime | measured: 11 MiB idle with the default model (448 KB of weights) | 11 MiB |
-//! | open connections | `max_connections` x 64 KiB (hyper's read buffer, [`listener::MAX_BUF`]) | 32 MiB |
+//! | open connections | `max_connections` x 64 KiB (hyper's read buffer, `listener::MAX_BUF`) | 32 MiB |
 //! | the request in inference | measured: 520 MiB peak for a 4800 x 5760 (27.6 MP) mammogram, body and decode included; scaled to [`MAX_IMAGE_PIXELS`] | 760 MiB |
 //! | the other request | its body (`max_body`, x2 while a chunked body grows) and its decode (40 MP x 6 bytes: codec output and 16-bit samples) | 370 MiB |
 //!
@@ -559,10 +559,10 @@ mod tests {
         assert!(body.contains(GENERIC) && body.contains("abc-4") && !body.contains("secret"), "{body}");
 
         use tower::ServiceExt;
-        let app = Router::new()
-            .route("/boom", get(|| async { panic!("secret detail at /secret/path") }))
-            .route("/ping", get(ping))
-            .layer(middleware::from_fn(context));
+        async fn boom() -> Response {
+            panic!("secret detail at /secret/path")
+        }
+        let app = Router::new().route("/boom", get(boom)).route("/ping", get(ping)).layer(middleware::from_fn(context));
         let req = |p: &str| axum::http::Request::get(p).body(axum::body::Body::empty()).unwrap();
         let r = app.clone().oneshot(req("/boom")).await.unwrap();
         assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
