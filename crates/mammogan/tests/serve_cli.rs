@@ -63,6 +63,13 @@ fn trained() -> &'static (PathBuf, PathBuf, PathBuf) {
             if std::fs::rename(&kept, &cache).is_err() {
                 let _ = std::fs::remove_dir_all(&kept);
             }
+            // Models of earlier binaries are stale: one cache, not one per build.
+            for e in std::fs::read_dir(env!("CARGO_TARGET_TMPDIR")).unwrap().flatten() {
+                let name = e.file_name().to_string_lossy().to_string();
+                if name.starts_with("serve-model-") && e.path() != cache {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
         }
         (cache.clone(), cache.join("phantom"), cache.join("opt-ml"))
     })
