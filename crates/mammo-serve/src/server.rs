@@ -405,11 +405,11 @@ async fn invocations(
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|a| a.contains("image/png") && !a.contains("application/json"));
-    let st = Arc::clone(&state);
+    let (st, rid) = (Arc::clone(&state), Arc::clone(&id));
     on_blocking_thread(&id, move || {
         // Held until decoding and inference are done, even if the client has hung up meanwhile.
         let _ticket = ticket;
-        infer(&st, &body, spacing, want_png)
+        infer(&st, &rid, &body, spacing, want_png)
     })
     .await
 }
@@ -436,7 +436,7 @@ enum Failure {
 
 /// Decodes the body (from memory: nothing of it is ever written to disk) and explains it. Runs on a
 /// blocking thread.
-fn infer(state: &AppState, body: &[u8], spacing: Option<f64>, want_png: bool) -> Result<Response, Failure> {
+fn infer(state: &AppState, id: &str, body: &[u8], spacing: Option<f64>, want_png: bool) -> Result<Response, Failure> {
     check_declared_size(body).map_err(Failure::Input)?;
     let m = mammo_io::read_image_bytes(Path::new("request body"), body).map_err(|e| Failure::Input(e.to_string()))?;
     // Inference needs several times the image's size: the memory budget holds only up to this cap,
@@ -454,7 +454,7 @@ fn infer(state: &AppState, body: &[u8], spacing: Option<f64>, want_png: bool) ->
     drop(models);
     drop(m);
     tracing::info!(
-        "{}x{} px, score {:.4}, {} regions",
+        "[{id}] {}x{} px, score {:.4}, {} regions",
         explained.result.width,
         explained.result.height,
         explained.result.score,
