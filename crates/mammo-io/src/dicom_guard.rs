@@ -5,6 +5,9 @@
 //! exhaust memory instead of failing. Fuzzing found this. This walk reads only element headers, seeks over
 //! values, descends into sequences and items, and refuses any declared length that runs past the end of
 //! the file — after which no allocation dicom-rs makes can exceed the file's size.
+//!
+//! A deflated dataset is walked the same way as it inflates ([`crate::inflate`]): its lengths are checked
+//! against the inflated size, itself capped at [`MAX_INFLATED_BYTES`].
 
 use std::io::{Read, Seek, SeekFrom};
 
@@ -12,11 +15,15 @@ use dicom_core::Tag;
 use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry};
 use dicom_dictionary_std::StandardDataDictionary;
 
+use crate::budget::MAX_INFLATED_BYTES;
+
 const UNDEFINED: u32 = 0xFFFF_FFFF;
 const IMPLICIT_VR_LE: &str = "1.2.840.10008.1.2";
 const EXPLICIT_VR_BE: &str = "1.2.840.10008.1.2.2";
+/// The syntaxes whose whole dataset is deflated (dicom-rs reads all three through an inflater).
 const DEFLATED: &str = "1.2.840.10008.1.2.1.99";
-const DEFLATED_IMAGE: &str = "1.2.840.10008.1.2.8.1";
+const JPIP_DEFLATED: &str = "1.2.840.10008.1.2.4.95";
+const JPIP_HTJ2K_DEFLATED: &str = "1.2.840.10008.1.2.4.205";
 
 /// Checks every declared length of a file that starts with the 128-byte preamble and `DICM`.
 /// Returns a message for the caller to wrap with the file name.
@@ -51,13 +58,27 @@ pub fn check<R: Read + Seek>(r: &mut R) -> Result<(), String> {
         }
     }
     match ts.as_str() {
-        // The dataset is compressed as a whole: dicom-rs inflates it through a bounded reader.
-        DEFLATED | DEFLATED_IMAGE => return Ok(()),
+        DEFLATED | JPIP_DEFLATED | JPIP_HTJ2K_DEFLATED => {
+            let start = w.pos;
+            return check_deflated(r, start, MAX_INFLATED_BYTES);
+        }
         IMPLICIT_VR_LE => w.explicit = false,
         EXPLICIT_VR_BE => w.big_endian = true,
         _ => {}
     }
     w.dataset()
+}
+
+/// The dataset after the file meta group is one deflate stream: measure what it inflates to (within
+/// `cap`), then walk a second inflation against that end. Two passes keep memory constant; inflating is
+/// fast next to what a decoder then does with the same bytes.
+fn check_deflated<R: Read + Seek>(r: &mut R, start: u64, cap: u64) -> Result<(), String> {
+    r.seek(SeekFrom::Start(start)).map_err(|e| e.to_string())?;
+    let end = crate::inflate::inflated_size(&mut *r, cap)?;
+    r.seek(SeekFrom::Start(start)).map_err(|e| e.to_string())?;
+    let mut inflated = crate::inflate::Forward::new(&mut *r);
+    let mut w = Walker { r: &mut inflated, end, pos: 0, explicit: true, big_endian: false };
+    w.dataset().map_err(|e| format!("deflated dataset: {e}"))
 }
 
 struct Walker<'a, R> {

@@ -11,10 +11,15 @@
 //! can leak them by accident.
 
 pub mod atomic;
+pub mod budget;
+pub mod codestream;
 pub mod dicom;
 pub mod dicom_guard;
 pub mod error;
 pub mod image;
+pub mod inflate;
+pub mod j2k_header;
+pub mod jpeg_header;
 pub mod layouts;
 pub mod lut;
 pub mod pgm;
