@@ -98,6 +98,14 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 
 pub use crate::budget::MAX_PIXELS;
 
+/// A log filter directive for binaries: OpenJPEG (through the `jpeg2k` crate, which forwards its
+/// callbacks to the `log` crate, which tracing-subscriber picks up) reports every header and tile it reads
+/// at INFO ("Start to read j2k main header (0).", "Tile 1/1 has been decoded."), which would fill log files
+/// with one line per image. Warnings and errors still come through, each on one line (`jpeg2k` formats
+/// the message with `{:?}`, escaping its newline). With this directive in force `jpeg2k` does not even
+/// register its INFO callback.
+pub const QUIET_CODEC_LOGS: &str = "jpeg2k=warn";
+
 /// The attributes that say how to read the pixel buffer.
 struct Geometry {
     rows: usize,
@@ -822,5 +830,25 @@ mod tests {
         assert_eq!(m, Samples::Unsigned(vec![0x0123, 0x0FFF]));
         let s = mask_to_bits_stored(Samples::Signed(vec![0x0800, 0x07FF]), 2, 12, true);
         assert_eq!(s, Samples::Signed(vec![-2048, 2047]));
+    }
+
+    #[test]
+    fn free_text_attributes_never_reach_image_info() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("free-text.dcm");
+        let mut spec = spec();
+        spec.strings.push((tags::WINDOW_CENTER_WIDTH_EXPLANATION, VR::LO, "SMITH^JANE MRN 4711".into()));
+        spec.strings.push((tags::MODALITY, VR::CS, "MRN4711".into()));
+        spec.strings.push((tags::PRESENTATION_INTENT_TYPE, VR::CS, "JANE".into()));
+        write_dicom(&p, 4, 4, &[7; 16], &spec, WriteSyntax::ExplicitVrLittleEndian).unwrap();
+        let (header_info, ..) = read_dicom_header(&p).unwrap();
+        let m = read_dicom(&p).unwrap();
+        assert_eq!(header_info, m.info);
+        assert_eq!(m.info.voi.len(), 1, "the window itself is kept");
+        assert_eq!((m.info.modality.as_deref(), m.info.presentation_intent.as_deref()), (None, None));
+        let json = serde_json::to_string(&m.info).unwrap();
+        for needle in ["SMITH", "JANE", "4711"] {
+            assert!(!json.contains(needle), "{needle} in {json}");
+        }
     }
 }

@@ -310,4 +310,30 @@ mod tests {
         let err = check(&mut std::io::Cursor::new(file(&body, "1.2.840.10008.1.2"))).unwrap_err();
         assert!(err.contains("(0028,3006)"), "{err}");
     }
+
+    fn deflated(data: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut e = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    #[test]
+    fn a_deflated_dataset_is_walked_as_it_inflates_and_capped() {
+        // (7FE0,0010) OB holding 2 MB of zeros: a few kilobytes deflated.
+        let mut body = vec![0xE0, 0x7F, 0x10, 0x00, b'O', b'B', 0, 0];
+        body.extend_from_slice(&(2u32 << 20).to_le_bytes());
+        body.resize(body.len() + (2 << 20), 0);
+        let f = file(&deflated(&body), DEFLATED);
+        assert!(f.len() < 8192);
+        assert!(check(&mut std::io::Cursor::new(&f)).is_ok());
+        // Under a 1 MB cap the same file inflates too far.
+        let meta_end = f.len() - deflated(&body).len();
+        let e = check_deflated(&mut std::io::Cursor::new(&f), meta_end as u64, 1 << 20).unwrap_err();
+        assert!(e.contains("inflates to more than 1 MB"), "{e}");
+        // One byte short of what the element declares.
+        body.pop();
+        let e = check(&mut std::io::Cursor::new(file(&deflated(&body), DEFLATED))).unwrap_err();
+        assert!(e.contains("declares 2097152 bytes but only 2097151 remain"), "{e}");
+    }
 }

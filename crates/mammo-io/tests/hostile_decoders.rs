@@ -300,3 +300,16 @@ fn a_pgm_declaring_more_than_the_file_holds_is_refused() {
     let e = refused("huge.pgm", b"P5\n70000 70000\n255\n\x00", mammo_io::pgm::decode_pgm);
     assert!(e.contains("more than 268435456"), "{e}");
 }
+
+#[test]
+fn a_stream_that_matches_its_attributes_passes_the_check_and_decodes() {
+    // The same hand-made codestream at the size the attributes say: OpenJPEG decodes its empty tile to
+    // mid-grey (zero after the DC level shift of 12-bit unsigned data, 2^11), which also shows the
+    // 60000 x 60000 one above is a stream a decoder would act on.
+    let mut d = image_attributes(16);
+    d.extend(encapsulated(&j2k_codestream(64, 64)));
+    let m = mammo_io::dicom::decode_dicom_bytes(Path::new("j2k-64.dcm"), &dicom_file(J2K_LOSSLESS, &d)).unwrap();
+    assert_eq!((m.width, m.height), (64, 64));
+    let mammo_io::Samples::Unsigned(v) = &m.samples else { panic!("unsigned samples expected") };
+    assert!(v.len() == 64 * 64 && v.iter().all(|&x| x == 2048), "not a flat 2048 image");
+}
