@@ -18,6 +18,10 @@ use dicom_dictionary_std::StandardDataDictionary;
 use crate::budget::MAX_INFLATED_BYTES;
 
 const UNDEFINED: u32 = 0xFFFF_FFFF;
+/// The most elements (items and fragments included) a file may hold. dicom-rs keeps every element as an
+/// object of its own (about a hundred bytes), so 500 MB of empty 8-byte elements, which a 500 KB deflated
+/// file inflates to, would cost gigabytes; a mammogram holds a few thousand.
+pub const MAX_ELEMENTS: u32 = 200_000;
 const IMPLICIT_VR_LE: &str = "1.2.840.10008.1.2";
 const EXPLICIT_VR_BE: &str = "1.2.840.10008.1.2.2";
 /// The syntaxes whose whole dataset is deflated (dicom-rs reads all three through an inflater).
@@ -30,7 +34,7 @@ const JPIP_HTJ2K_DEFLATED: &str = "1.2.840.10008.1.2.4.205";
 pub fn check<R: Read + Seek>(r: &mut R) -> Result<(), String> {
     let end = r.seek(SeekFrom::End(0)).map_err(|e| e.to_string())?;
     r.seek(SeekFrom::Start(132)).map_err(|e| e.to_string())?;
-    let mut w = Walker { r, end, pos: 132, explicit: true, big_endian: false };
+    let mut w = Walker { r, end, pos: 132, explicit: true, big_endian: false, elements: 0 };
     // File meta group: always explicit VR little endian, and (as dicom-rs reads it) it must open with
     // its group length (0002,0000), which decides where the dataset starts — walking by any other rule
     // would check a different element sequence than the parser then reads.
@@ -77,7 +81,7 @@ fn check_deflated<R: Read + Seek>(r: &mut R, start: u64, cap: u64) -> Result<(),
     let end = crate::inflate::inflated_size(&mut *r, cap)?;
     r.seek(SeekFrom::Start(start)).map_err(|e| e.to_string())?;
     let mut inflated = crate::inflate::Forward::new(&mut *r);
-    let mut w = Walker { r: &mut inflated, end, pos: 0, explicit: true, big_endian: false };
+    let mut w = Walker { r: &mut inflated, end, pos: 0, explicit: true, big_endian: false, elements: 0 };
     w.dataset().map_err(|e| format!("deflated dataset: {e}"))
 }
 
@@ -87,6 +91,7 @@ struct Walker<'a, R> {
     pos: u64,
     explicit: bool,
     big_endian: bool,
+    elements: u32,
 }
 
 impl<R: Read + Seek> Walker<'_, R> {
@@ -120,6 +125,10 @@ impl<R: Read + Seek> Walker<'_, R> {
         }
         if self.end - self.pos < 4 {
             return Err(format!("truncated element header at byte {}", self.pos));
+        }
+        self.elements += 1;
+        if self.elements > MAX_ELEMENTS {
+            return Err(format!("more than {MAX_ELEMENTS} elements (hostile or corrupt file)"));
         }
         // Items and delimiters are little endian in every little-endian syntax.
         Ok(Some((self.u16()?, self.u16()?)))
@@ -335,5 +344,15 @@ mod tests {
         body.pop();
         let e = check(&mut std::io::Cursor::new(file(&deflated(&body), DEFLATED))).unwrap_err();
         assert!(e.contains("declares 2097152 bytes but only 2097151 remain"), "{e}");
+    }
+
+    #[test]
+    fn a_flood_of_empty_elements_is_refused() {
+        // 300,000 empty (0009,0010) LO elements: 2.4 MB here, a few kilobytes deflated.
+        let body: Vec<u8> = [0x09, 0x00, 0x10, 0x00, b'L', b'O', 0, 0].repeat(300_000);
+        let e = check(&mut std::io::Cursor::new(file(&deflated(&body), DEFLATED))).unwrap_err();
+        assert!(e.contains("more than 200000 elements"), "{e}");
+        let e = check(&mut std::io::Cursor::new(file(&body, "1.2.840.10008.1.2.1"))).unwrap_err();
+        assert!(e.contains("more than 200000 elements"), "{e}");
     }
 }
