@@ -254,7 +254,10 @@ fn stream_kind(ts_uid: &str) -> Option<StreamKind> {
 /// from the attributes. A codec this check does not know is refused rather than decoded unchecked.
 fn check_codestream(path: &Path, obj: &DefaultDicomObject, ts_uid: &str, g: &Geometry) -> Result<()> {
     let Some(kind) = stream_kind(ts_uid) else {
-        return Err(IoError::unsupported(path, format!("transfer syntax {}: no size check for its codec", uid_shown(ts_uid))));
+        return Err(IoError::unsupported(
+            path,
+            format!("transfer syntax {}: no size check for its codec", uid_shown(ts_uid)),
+        ));
     };
     let (name, parse): (&str, crate::codestream::HeaderParser) = match kind {
         StreamKind::Rle => return Ok(()),

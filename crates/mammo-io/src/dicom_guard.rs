@@ -85,6 +85,27 @@ fn check_deflated<R: Read + Seek>(r: &mut R, start: u64, cap: u64) -> Result<(),
     w.dataset().map_err(|e| format!("deflated dataset: {e}"))
 }
 
+/// Refuses a binary value whose length is not a whole number of values (say 2 bytes of SL): dicom-rs reads
+/// only the whole values and goes on from there, so its next element header starts inside this value,
+/// where this walk does not look — fuzzing found a 2-byte SL followed by bytes that dicom-rs then read as
+/// a 1.3 GB length. The standard requires whole values anyway.
+fn whole_values(tag: (u16, u16), vr: dicom_core::VR, len: u32) -> Result<(), String> {
+    use dicom_core::VR::*;
+    let size = match vr {
+        OW | SS | US => 2,
+        AT | FL | OF | OL | SL | UL => 4,
+        FD | OD | OV | SV | UV => 8,
+        _ => return Ok(()),
+    };
+    if len != UNDEFINED && len % size != 0 {
+        return Err(format!(
+            "element ({:04X},{:04X}) {vr:?} has {len} bytes, not a whole number of {size}-byte values (corrupt file)",
+            tag.0, tag.1
+        ));
+    }
+    Ok(())
+}
+
 struct Walker<'a, R> {
     r: &'a mut R,
     end: u64,
@@ -148,12 +169,15 @@ impl<R: Read + Seek> Walker<'_, R> {
     fn header(&mut self, tag: (u16, u16)) -> Result<(u32, bool), String> {
         if tag.0 == 0xFFFE || !self.explicit {
             let len = self.u32()?;
-            let is_seq = tag.0 != 0xFFFE
-                && (len == UNDEFINED
-                    || StandardDataDictionary
-                        .by_tag(Tag(tag.0, tag.1))
-                        .is_some_and(|e| e.vr().relaxed() == dicom_core::VR::SQ));
-            return Ok((len, is_seq));
+            if tag.0 == 0xFFFE {
+                return Ok((len, false));
+            }
+            // Implicit VR: dicom-rs reads the value as the dictionary says.
+            let vr = StandardDataDictionary.by_tag(Tag(tag.0, tag.1)).map(|e| e.vr().relaxed());
+            if let Some(vr) = vr {
+                whole_values(tag, vr, len)?;
+            }
+            return Ok((len, len == UNDEFINED || vr == Some(dicom_core::VR::SQ)));
         }
         let mut vr = [0u8; 2];
         self.read(&mut vr)?;
@@ -201,6 +225,9 @@ impl<R: Read + Seek> Walker<'_, R> {
         } else {
             self.u16()? as u32
         };
+        if let Some(vr) = dicom_core::VR::from_binary(vr) {
+            whole_values(tag, vr, len)?;
+        }
         Ok((len, &vr == b"SQ" || (&vr == b"UN" && len == UNDEFINED)))
     }
     fn dataset(&mut self) -> Result<(), String> {
@@ -354,5 +381,22 @@ mod tests {
         assert!(e.contains("more than 200000 elements"), "{e}");
         let e = check(&mut std::io::Cursor::new(file(&body, "1.2.840.10008.1.2.1"))).unwrap_err();
         assert!(e.contains("more than 200000 elements"), "{e}");
+    }
+
+    #[test]
+    fn a_binary_value_of_partial_length_is_refused() {
+        // (0028,0002) SL of 2 bytes, then bytes that read as a long header if the parser consumed none.
+        let mut body = vec![0x28, 0x00, 0x02, 0x00, b'S', b'L', 2, 0, 0x01, 0x00];
+        body.extend_from_slice(&[0x28, 0x00, 0x04, 0x00, b'C', b'S', 2, 0, b'M', b'O']);
+        let e = check(&mut std::io::Cursor::new(file(&body, "1.2.840.10008.1.2.1"))).unwrap_err();
+        assert!(e.contains("(0028,0002) SL has 2 bytes, not a whole number of 4-byte values"), "{e}");
+        // Implicit VR: the dictionary's VR (Rows is US) decides.
+        let mut body = vec![0x28, 0x00, 0x10, 0x00, 3, 0, 0, 0, 1, 2, 3];
+        body.push(0);
+        let e = check(&mut std::io::Cursor::new(file(&body, "1.2.840.10008.1.2"))).unwrap_err();
+        assert!(e.contains("(0028,0010) US has 3 bytes"), "{e}");
+        // Whole values pass.
+        let ok = [0x28, 0x00, 0x02, 0x00, b'S', b'L', 4, 0, 1, 0, 0, 0];
+        assert!(check(&mut std::io::Cursor::new(file(&ok, "1.2.840.10008.1.2.1"))).is_ok());
     }
 }
