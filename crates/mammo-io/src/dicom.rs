@@ -15,6 +15,7 @@ use dicom_object::{DefaultDicomObject, FileMetaTableBuilder, InMemDicomObject, O
 use dicom_pixeldata::PixelDecoder;
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 
+use crate::budget::{try_collect, try_vec, try_zeros};
 use crate::error::{IoError, Result};
 use crate::image::{ImageInfo, Laterality, Mammogram, Photometric, Samples, SourceKind, View};
 use crate::lut::{ModalityLut, Voi, VoiFunction};
@@ -40,6 +41,23 @@ pub fn decode_dicom_bytes(path: &Path, bytes: &[u8]) -> Result<Mammogram> {
     decode_object(path, obj)
 }
 
+/// Columns and Rows of a DICOM file held in memory, from its header alone (nothing before the check of
+/// every declared length, and no pixel data, is read), so a caller with a tighter pixel budget than
+/// [`MAX_PIXELS`] can refuse an image before it is decoded.
+pub fn dicom_dimensions_bytes(path: &Path, bytes: &[u8]) -> Result<(usize, usize)> {
+    if bytes.len() < 132 || &bytes[128..132] != b"DICM" {
+        return Err(IoError::format(path, "not a DICOM file (no DICM preamble)"));
+    }
+    crate::dicom_guard::check(&mut std::io::Cursor::new(bytes)).map_err(|m| IoError::format(path, m))?;
+    let obj = OpenFileOptions::new()
+        .read_preamble(dicom_object::file::ReadPreamble::Always)
+        .read_until(tags::PIXEL_DATA)
+        .from_reader(bytes)
+        .map_err(|e| IoError::format(path, format!("not a readable DICOM file: {}", error_chain(&e))))?;
+    let g = Geometry::read(path, &obj)?;
+    Ok((g.cols, g.rows))
+}
+
 /// Runs the structural pre-check ([`crate::dicom_guard`]) on a file.
 fn guard_file(path: &Path) -> Result<()> {
     let file = std::fs::File::open(path).map_err(|e| IoError::io(path, e))?;
@@ -59,6 +77,7 @@ pub fn read_dicom_header(path: &Path) -> Result<(ImageInfo, usize, usize)> {
 /// The SeriesInstanceUID, reading the header only: CBIS-DDSM's tables name series by UID while the
 /// folders of a TCIA download may carry other names.
 pub fn read_series_uid(path: &Path) -> Result<String> {
+    guard_file(path)?;
     let obj = OpenFileOptions::new()
         .read_until(tags::PIXEL_DATA)
         .open_file(path)
@@ -94,8 +113,15 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-/// The most pixels one frame may have (10x the largest full-field detector).
-pub const MAX_PIXELS: usize = 256 * 1024 * 1024;
+pub use crate::budget::MAX_PIXELS;
+
+/// A log filter directive for binaries: OpenJPEG (through the `jpeg2k` crate, which forwards its
+/// callbacks to the `log` crate, which tracing-subscriber picks up) reports every header and tile it reads
+/// at INFO ("Start to read j2k main header (0).", "Tile 1/1 has been decoded."), which would fill log files
+/// with one line per image. Warnings and errors still come through, each on one line (`jpeg2k` formats
+/// the message with `{:?}`, escaping its newline). With this directive in force `jpeg2k` does not even
+/// register its INFO callback.
+pub const QUIET_CODEC_LOGS: &str = "jpeg2k=warn";
 
 /// The attributes that say how to read the pixel buffer.
 struct Geometry {
@@ -105,6 +131,7 @@ struct Geometry {
     bits_stored: u16,
     signed: bool,
     photometric: Photometric,
+    samples_per_pixel: u16,
 }
 
 impl Geometry {
@@ -152,7 +179,7 @@ impl Geometry {
                 format!("BitsStored {bits_stored} is not within BitsAllocated {bits_allocated}"),
             ));
         }
-        Ok(Geometry { rows, cols, bits_allocated, bits_stored, signed, photometric })
+        Ok(Geometry { rows, cols, bits_allocated, bits_stored, signed, photometric, samples_per_pixel })
     }
 }
 
@@ -160,7 +187,7 @@ fn decode_object(path: &Path, mut obj: DefaultDicomObject) -> Result<Mammogram> 
     let ts_uid = obj.meta().transfer_syntax().trim_end_matches('\0').to_string();
     let ts = TransferSyntaxRegistry
         .get(&ts_uid)
-        .ok_or_else(|| IoError::unsupported(path, format!("transfer syntax {ts_uid} is unknown")))?;
+        .ok_or_else(|| IoError::unsupported(path, format!("transfer syntax {} is unknown", uid_shown(&ts_uid))))?;
     if !ts.can_decode_all() {
         return Err(IoError::unsupported(
             path,
@@ -174,6 +201,9 @@ fn decode_object(path: &Path, mut obj: DefaultDicomObject) -> Result<Mammogram> 
     let info = image_info(path, &obj, &geometry)?;
     let n = geometry.rows * geometry.cols;
 
+    if ts.is_encapsulated_pixel_data() {
+        check_codestream(path, &obj, &ts_uid, &geometry)?;
+    }
     if !ts.is_codec_free() {
         check_expansion(path, &obj, &ts_uid, n * geometry.bits_allocated.div_ceil(8) as usize)?;
     }
@@ -204,6 +234,72 @@ fn decode_object(path: &Path, mut obj: DefaultDicomObject) -> Result<Mammogram> 
     }
     let samples = mask_to_bits_stored(raw, n, geometry.bits_stored, geometry.signed);
     Ok(Mammogram { width: geometry.cols, height: geometry.rows, samples, info })
+}
+
+/// The codec families of the encapsulated transfer syntaxes, by what their stream header looks like.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum StreamKind {
+    Rle,
+    Jpeg,
+    Jpeg2000,
+}
+
+fn stream_kind(ts_uid: &str) -> Option<StreamKind> {
+    Some(match ts_uid {
+        RLE_LOSSLESS => StreamKind::Rle,
+        // Baseline, extended, lossless (process 14 and its first-order default), JPEG-LS.
+        "1.2.840.10008.1.2.4.50"
+        | "1.2.840.10008.1.2.4.51"
+        | "1.2.840.10008.1.2.4.57"
+        | "1.2.840.10008.1.2.4.70"
+        | "1.2.840.10008.1.2.4.80"
+        | "1.2.840.10008.1.2.4.81" => StreamKind::Jpeg,
+        // JPEG 2000 (parts 1 and 2) and High-Throughput JPEG 2000: the same SIZ marker.
+        "1.2.840.10008.1.2.4.90"
+        | "1.2.840.10008.1.2.4.91"
+        | "1.2.840.10008.1.2.4.92"
+        | "1.2.840.10008.1.2.4.93"
+        | "1.2.840.10008.1.2.4.201"
+        | "1.2.840.10008.1.2.4.202"
+        | "1.2.840.10008.1.2.4.203" => StreamKind::Jpeg2000,
+        _ => return None,
+    })
+}
+
+/// Checks the image the compressed stream itself declares against the (size-capped) attributes before
+/// a decoder sizes its buffers from it ([`crate::codestream`]). RLE is decoded here, into buffers sized
+/// from the attributes. A codec this check does not know is refused rather than decoded unchecked.
+fn check_codestream(path: &Path, obj: &DefaultDicomObject, ts_uid: &str, g: &Geometry) -> Result<()> {
+    let Some(kind) = stream_kind(ts_uid) else {
+        return Err(IoError::unsupported(
+            path,
+            format!("transfer syntax {}: no size check for its codec", uid_shown(ts_uid)),
+        ));
+    };
+    let (name, parse): (&str, crate::codestream::HeaderParser) = match kind {
+        StreamKind::Rle => return Ok(()),
+        StreamKind::Jpeg => ("JPEG", crate::jpeg_header::parse),
+        StreamKind::Jpeg2000 => ("JPEG 2000", crate::j2k_header::parse),
+    };
+    let Some(Value::PixelSequence(seq)) = obj.get(tags::PIXEL_DATA).map(|e| e.value()) else {
+        return Err(IoError::format(path, "compressed transfer syntax but Pixel Data is not encapsulated"));
+    };
+    let head = crate::codestream::head_of_fragments(seq.fragments());
+    let declared = parse(&head).map_err(|m| IoError::format(path, m))?;
+    let expected = crate::codestream::Expected {
+        cols: g.cols,
+        rows: g.rows,
+        samples_per_pixel: g.samples_per_pixel,
+        bits_allocated: g.bits_allocated,
+    };
+    crate::codestream::check(name, &declared, &expected).map_err(|m| IoError::format(path, m))
+}
+
+/// A UID from the file for a message: only digits and dots (a UID's alphabet), else a placeholder, so
+/// an attribute cannot carry arbitrary text into errors and outputs.
+fn uid_shown(uid: &str) -> String {
+    let valid = !uid.is_empty() && uid.len() <= 64 && uid.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    if valid { uid.to_string() } else { "(not a valid UID)".to_string() }
 }
 
 /// Refuses compressed data too small to hold the declared image under the codec's best possible ratio
@@ -255,9 +351,9 @@ fn bytes_to_samples(path: &Path, bytes: &[u8], g: &Geometry, little_endian: bool
                 ));
             }
             Ok(if g.signed {
-                Samples::Signed(bytes[..n].iter().map(|&b| b as i8 as i16).collect())
+                Samples::Signed(try_collect(path, n, bytes[..n].iter().map(|&b| b as i8 as i16))?)
             } else {
-                Samples::Unsigned(bytes[..n].iter().map(|&b| b as u16).collect())
+                Samples::Unsigned(try_collect(path, n, bytes[..n].iter().map(|&b| b as u16))?)
             })
         }
         _ => {
@@ -269,11 +365,12 @@ fn bytes_to_samples(path: &Path, bytes: &[u8], g: &Geometry, little_endian: bool
             }
             // Two monomorphic loops (a function pointer here kept the loop from vectorising: ~3x slower).
             let pairs = bytes[..2 * n].chunks_exact(2);
-            let v: Vec<u16> = if little_endian {
-                pairs.map(|c| u16::from_le_bytes([c[0], c[1]])).collect()
+            let mut v: Vec<u16> = try_vec(path, n)?;
+            if little_endian {
+                v.extend(pairs.map(|c| u16::from_le_bytes([c[0], c[1]])));
             } else {
-                pairs.map(|c| u16::from_be_bytes([c[0], c[1]])).collect()
-            };
+                v.extend(pairs.map(|c| u16::from_be_bytes([c[0], c[1]])));
+            }
             Ok(if g.signed { Samples::Signed(v.into_iter().map(|x| x as i16).collect()) } else { Samples::Unsigned(v) })
         }
     }
@@ -338,10 +435,12 @@ fn rle_first_frame(path: &Path, obj: &DefaultDicomObject, g: &Geometry) -> Resul
     // The two byte planes are independent PackBits streams: on a full-field image the low plane is
     // decoded on a second thread into a byte buffer while this one writes the high plane straight into
     // the samples; one vectorised pass then ORs them together.
+    let parallel = low.is_some() && n >= PARALLEL_RLE_PIXELS;
+    let mut plane: Vec<u8> = if parallel { try_zeros(path, n)? } else { Vec::new() };
+    let mut v: Vec<u16> = try_zeros(path, n)?;
     let (v, low_plane) = std::thread::scope(|s| {
-        let low_job = low.filter(|_| n >= PARALLEL_RLE_PIXELS).map(|seg| {
+        let low_job = low.filter(|_| parallel).map(|seg| {
             s.spawn(move || {
-                let mut plane = vec![0u8; n];
                 let mut o = 0;
                 let complete = unpack_bits(seg, n, |run| match run {
                     PackBits::Literal(l) => {
@@ -356,7 +455,6 @@ fn rle_first_frame(path: &Path, obj: &DefaultDicomObject, g: &Geometry) -> Resul
                 complete.then_some(plane)
             })
         });
-        let mut v: Vec<u16> = vec![0; n];
         let mut o = 0;
         let complete = unpack_bits(high, n, |run| match run {
             PackBits::Literal(l) => {
@@ -518,7 +616,7 @@ fn image_info(path: &Path, obj: &DefaultDicomObject, g: &Geometry) -> Result<Ima
     });
 
     Ok(ImageInfo {
-        source: SourceKind::Dicom { transfer_syntax: ts_uid, transfer_syntax_name: ts_name },
+        source: SourceKind::Dicom { transfer_syntax: uid_shown(&ts_uid), transfer_syntax_name: ts_name },
         bits_allocated: g.bits_allocated,
         bits_stored: g.bits_stored,
         signed: g.signed,
@@ -529,8 +627,11 @@ fn image_info(path: &Path, obj: &DefaultDicomObject, g: &Geometry) -> Result<Ima
         spacing_source,
         laterality,
         view,
-        modality: str_of(obj, tags::MODALITY),
-        presentation_intent: str_of(obj, tags::PRESENTATION_INTENT_TYPE),
+        // Code strings, but a file may put anything in them: only values that cannot spell an identifier.
+        modality: str_of(obj, tags::MODALITY)
+            .filter(|m| m.len() <= 16 && m.bytes().all(|b| b.is_ascii_uppercase() || b == b'_')),
+        presentation_intent: str_of(obj, tags::PRESENTATION_INTENT_TYPE)
+            .filter(|p| p == "FOR PRESENTATION" || p == "FOR PROCESSING"),
     })
 }
 
@@ -563,8 +664,7 @@ fn lut_table(item: &InMemDicomObject, signed: bool) -> Option<(i32, u16, Vec<u16
 fn modality_table(obj: &InMemDicomObject, signed: bool) -> Option<ModalityLut> {
     let item = obj.get(tags::MODALITY_LUT_SEQUENCE)?.items()?.first()?;
     let (first_mapped, bits, entries) = lut_table(item, signed)?;
-    let lut_type = item.get(tags::MODALITY_LUT_TYPE).and_then(|e| e.to_str().ok()).map(|s| s.trim().to_string());
-    Some(ModalityLut::Table { first_mapped, bits, entries, lut_type })
+    Some(ModalityLut::Table { first_mapped, bits, entries })
 }
 
 /// Windows first (they are what viewers default to), then the tables of the VOI LUT Sequence.
@@ -573,19 +673,16 @@ fn voi_transforms(obj: &InMemDicomObject, signed: bool) -> Vec<Voi> {
     let function =
         str_of(obj, tags::VOILUT_FUNCTION).and_then(|s| VoiFunction::parse(&s)).unwrap_or(VoiFunction::Linear);
     if let (Some(centers), Some(widths)) = (floats_of(obj, tags::WINDOW_CENTER), floats_of(obj, tags::WINDOW_WIDTH)) {
-        let explanations: Vec<String> = str_of(obj, tags::WINDOW_CENTER_WIDTH_EXPLANATION)
-            .map(|s| s.split('\\').map(|p| p.trim().to_string()).collect())
-            .unwrap_or_default();
-        for (i, (c, w)) in centers.iter().zip(widths.iter()).enumerate() {
-            out.push(Voi::Window { center: *c, width: *w, function, explanation: explanations.get(i).cloned() });
+        // WindowCenterWidthExplanation and LUTExplanation are free text (a site may put anything there,
+        // identifiers included), so they are not read.
+        for (c, w) in centers.iter().zip(widths.iter()) {
+            out.push(Voi::Window { center: *c, width: *w, function });
         }
     }
     if let Some(items) = obj.get(tags::VOILUT_SEQUENCE).and_then(|e| e.items()) {
         for item in items {
             let Some((first_mapped, bits, entries)) = lut_table(item, signed) else { continue };
-            let explanation =
-                item.get(tags::LUT_EXPLANATION).and_then(|e| e.to_str().ok()).map(|s| s.trim().to_string());
-            out.push(Voi::Table { first_mapped, bits, entries, explanation });
+            out.push(Voi::Table { first_mapped, bits, entries });
         }
     }
     out
@@ -753,5 +850,25 @@ mod tests {
         assert_eq!(m, Samples::Unsigned(vec![0x0123, 0x0FFF]));
         let s = mask_to_bits_stored(Samples::Signed(vec![0x0800, 0x07FF]), 2, 12, true);
         assert_eq!(s, Samples::Signed(vec![-2048, 2047]));
+    }
+
+    #[test]
+    fn free_text_attributes_never_reach_image_info() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("free-text.dcm");
+        let mut spec = spec();
+        spec.strings.push((tags::WINDOW_CENTER_WIDTH_EXPLANATION, VR::LO, "SMITH^JANE MRN 4711".into()));
+        spec.strings.push((tags::MODALITY, VR::CS, "MRN4711".into()));
+        spec.strings.push((tags::PRESENTATION_INTENT_TYPE, VR::CS, "JANE".into()));
+        write_dicom(&p, 4, 4, &[7; 16], &spec, WriteSyntax::ExplicitVrLittleEndian).unwrap();
+        let (header_info, ..) = read_dicom_header(&p).unwrap();
+        let m = read_dicom(&p).unwrap();
+        assert_eq!(header_info, m.info);
+        assert_eq!(m.info.voi.len(), 1, "the window itself is kept");
+        assert_eq!((m.info.modality.as_deref(), m.info.presentation_intent.as_deref()), (None, None));
+        let json = serde_json::to_string(&m.info).unwrap();
+        for needle in ["SMITH", "JANE", "4711"] {
+            assert!(!json.contains(needle), "{needle} in {json}");
+        }
     }
 }

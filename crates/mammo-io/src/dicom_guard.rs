@@ -5,6 +5,9 @@
 //! exhaust memory instead of failing. Fuzzing found this. This walk reads only element headers, seeks over
 //! values, descends into sequences and items, and refuses any declared length that runs past the end of
 //! the file — after which no allocation dicom-rs makes can exceed the file's size.
+//!
+//! A deflated dataset is walked the same way as it inflates ([`crate::inflate`]): its lengths are checked
+//! against the inflated size, itself capped at [`MAX_INFLATED_BYTES`].
 
 use std::io::{Read, Seek, SeekFrom};
 
@@ -12,18 +15,26 @@ use dicom_core::Tag;
 use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry};
 use dicom_dictionary_std::StandardDataDictionary;
 
+use crate::budget::MAX_INFLATED_BYTES;
+
 const UNDEFINED: u32 = 0xFFFF_FFFF;
+/// The most elements (items and fragments included) a file may hold. dicom-rs keeps every element as an
+/// object of its own (about a hundred bytes), so 500 MB of empty 8-byte elements, which a 500 KB deflated
+/// file inflates to, would cost gigabytes; a mammogram holds a few thousand.
+pub const MAX_ELEMENTS: u32 = 200_000;
 const IMPLICIT_VR_LE: &str = "1.2.840.10008.1.2";
 const EXPLICIT_VR_BE: &str = "1.2.840.10008.1.2.2";
+/// The syntaxes whose whole dataset is deflated (dicom-rs reads all three through an inflater).
 const DEFLATED: &str = "1.2.840.10008.1.2.1.99";
-const DEFLATED_IMAGE: &str = "1.2.840.10008.1.2.8.1";
+const JPIP_DEFLATED: &str = "1.2.840.10008.1.2.4.95";
+const JPIP_HTJ2K_DEFLATED: &str = "1.2.840.10008.1.2.4.205";
 
 /// Checks every declared length of a file that starts with the 128-byte preamble and `DICM`.
 /// Returns a message for the caller to wrap with the file name.
 pub fn check<R: Read + Seek>(r: &mut R) -> Result<(), String> {
     let end = r.seek(SeekFrom::End(0)).map_err(|e| e.to_string())?;
     r.seek(SeekFrom::Start(132)).map_err(|e| e.to_string())?;
-    let mut w = Walker { r, end, pos: 132, explicit: true, big_endian: false };
+    let mut w = Walker { r, end, pos: 132, explicit: true, big_endian: false, elements: 0 };
     // File meta group: always explicit VR little endian, and (as dicom-rs reads it) it must open with
     // its group length (0002,0000), which decides where the dataset starts — walking by any other rule
     // would check a different element sequence than the parser then reads.
@@ -51,13 +62,48 @@ pub fn check<R: Read + Seek>(r: &mut R) -> Result<(), String> {
         }
     }
     match ts.as_str() {
-        // The dataset is compressed as a whole: dicom-rs inflates it through a bounded reader.
-        DEFLATED | DEFLATED_IMAGE => return Ok(()),
+        DEFLATED | JPIP_DEFLATED | JPIP_HTJ2K_DEFLATED => {
+            let start = w.pos;
+            return check_deflated(r, start, MAX_INFLATED_BYTES);
+        }
         IMPLICIT_VR_LE => w.explicit = false,
         EXPLICIT_VR_BE => w.big_endian = true,
         _ => {}
     }
     w.dataset()
+}
+
+/// The dataset after the file meta group is one deflate stream: measure what it inflates to (within
+/// `cap`), then walk a second inflation against that end. Two passes keep memory constant; inflating is
+/// fast next to what a decoder then does with the same bytes.
+fn check_deflated<R: Read + Seek>(r: &mut R, start: u64, cap: u64) -> Result<(), String> {
+    r.seek(SeekFrom::Start(start)).map_err(|e| e.to_string())?;
+    let end = crate::inflate::inflated_size(&mut *r, cap)?;
+    r.seek(SeekFrom::Start(start)).map_err(|e| e.to_string())?;
+    let mut inflated = crate::inflate::Forward::new(&mut *r);
+    let mut w = Walker { r: &mut inflated, end, pos: 0, explicit: true, big_endian: false, elements: 0 };
+    w.dataset().map_err(|e| format!("deflated dataset: {e}"))
+}
+
+/// Refuses a binary value whose length is not a whole number of values (say 2 bytes of SL): dicom-rs reads
+/// only the whole values and goes on from there, so its next element header starts inside this value,
+/// where this walk does not look — fuzzing found a 2-byte SL followed by bytes that dicom-rs then read as
+/// a 1.3 GB length. The standard requires whole values anyway.
+fn whole_values(tag: (u16, u16), vr: dicom_core::VR, len: u32) -> Result<(), String> {
+    use dicom_core::VR::*;
+    let size = match vr {
+        OW | SS | US => 2,
+        AT | FL | OF | OL | SL | UL => 4,
+        FD | OD | OV | SV | UV => 8,
+        _ => return Ok(()),
+    };
+    if len != UNDEFINED && len % size != 0 {
+        return Err(format!(
+            "element ({:04X},{:04X}) {vr:?} has {len} bytes, not a whole number of {size}-byte values (corrupt file)",
+            tag.0, tag.1
+        ));
+    }
+    Ok(())
 }
 
 struct Walker<'a, R> {
@@ -66,6 +112,7 @@ struct Walker<'a, R> {
     pos: u64,
     explicit: bool,
     big_endian: bool,
+    elements: u32,
 }
 
 impl<R: Read + Seek> Walker<'_, R> {
@@ -100,6 +147,10 @@ impl<R: Read + Seek> Walker<'_, R> {
         if self.end - self.pos < 4 {
             return Err(format!("truncated element header at byte {}", self.pos));
         }
+        self.elements += 1;
+        if self.elements > MAX_ELEMENTS {
+            return Err(format!("more than {MAX_ELEMENTS} elements (hostile or corrupt file)"));
+        }
         // Items and delimiters are little endian in every little-endian syntax.
         Ok(Some((self.u16()?, self.u16()?)))
     }
@@ -118,12 +169,15 @@ impl<R: Read + Seek> Walker<'_, R> {
     fn header(&mut self, tag: (u16, u16)) -> Result<(u32, bool), String> {
         if tag.0 == 0xFFFE || !self.explicit {
             let len = self.u32()?;
-            let is_seq = tag.0 != 0xFFFE
-                && (len == UNDEFINED
-                    || StandardDataDictionary
-                        .by_tag(Tag(tag.0, tag.1))
-                        .is_some_and(|e| e.vr().relaxed() == dicom_core::VR::SQ));
-            return Ok((len, is_seq));
+            if tag.0 == 0xFFFE {
+                return Ok((len, false));
+            }
+            // Implicit VR: dicom-rs reads the value as the dictionary says.
+            let vr = StandardDataDictionary.by_tag(Tag(tag.0, tag.1)).map(|e| e.vr().relaxed());
+            if let Some(vr) = vr {
+                whole_values(tag, vr, len)?;
+            }
+            return Ok((len, len == UNDEFINED || vr == Some(dicom_core::VR::SQ)));
         }
         let mut vr = [0u8; 2];
         self.read(&mut vr)?;
@@ -171,6 +225,9 @@ impl<R: Read + Seek> Walker<'_, R> {
         } else {
             self.u16()? as u32
         };
+        if let Some(vr) = dicom_core::VR::from_binary(vr) {
+            whole_values(tag, vr, len)?;
+        }
         Ok((len, &vr == b"SQ" || (&vr == b"UN" && len == UNDEFINED)))
     }
     fn dataset(&mut self) -> Result<(), String> {
@@ -288,5 +345,58 @@ mod tests {
         body.extend_from_slice(&item);
         let err = check(&mut std::io::Cursor::new(file(&body, "1.2.840.10008.1.2"))).unwrap_err();
         assert!(err.contains("(0028,3006)"), "{err}");
+    }
+
+    fn deflated(data: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut e = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    #[test]
+    fn a_deflated_dataset_is_walked_as_it_inflates_and_capped() {
+        // (7FE0,0010) OB holding 2 MB of zeros: a few kilobytes deflated.
+        let mut body = vec![0xE0, 0x7F, 0x10, 0x00, b'O', b'B', 0, 0];
+        body.extend_from_slice(&(2u32 << 20).to_le_bytes());
+        body.resize(body.len() + (2 << 20), 0);
+        let f = file(&deflated(&body), DEFLATED);
+        assert!(f.len() < 8192);
+        assert!(check(&mut std::io::Cursor::new(&f)).is_ok());
+        // Under a 1 MB cap the same file inflates too far.
+        let meta_end = f.len() - deflated(&body).len();
+        let e = check_deflated(&mut std::io::Cursor::new(&f), meta_end as u64, 1 << 20).unwrap_err();
+        assert!(e.contains("inflates to more than 1 MB"), "{e}");
+        // One byte short of what the element declares.
+        body.pop();
+        let e = check(&mut std::io::Cursor::new(file(&deflated(&body), DEFLATED))).unwrap_err();
+        assert!(e.contains("declares 2097152 bytes but only 2097151 remain"), "{e}");
+    }
+
+    #[test]
+    fn a_flood_of_empty_elements_is_refused() {
+        // 300,000 empty (0009,0010) LO elements: 2.4 MB here, a few kilobytes deflated.
+        let body: Vec<u8> = [0x09, 0x00, 0x10, 0x00, b'L', b'O', 0, 0].repeat(300_000);
+        let e = check(&mut std::io::Cursor::new(file(&deflated(&body), DEFLATED))).unwrap_err();
+        assert!(e.contains("more than 200000 elements"), "{e}");
+        let e = check(&mut std::io::Cursor::new(file(&body, "1.2.840.10008.1.2.1"))).unwrap_err();
+        assert!(e.contains("more than 200000 elements"), "{e}");
+    }
+
+    #[test]
+    fn a_binary_value_of_partial_length_is_refused() {
+        // (0028,0002) SL of 2 bytes, then bytes that read as a long header if the parser consumed none.
+        let mut body = vec![0x28, 0x00, 0x02, 0x00, b'S', b'L', 2, 0, 0x01, 0x00];
+        body.extend_from_slice(&[0x28, 0x00, 0x04, 0x00, b'C', b'S', 2, 0, b'M', b'O']);
+        let e = check(&mut std::io::Cursor::new(file(&body, "1.2.840.10008.1.2.1"))).unwrap_err();
+        assert!(e.contains("(0028,0002) SL has 2 bytes, not a whole number of 4-byte values"), "{e}");
+        // Implicit VR: the dictionary's VR (Rows is US) decides.
+        let mut body = vec![0x28, 0x00, 0x10, 0x00, 3, 0, 0, 0, 1, 2, 3];
+        body.push(0);
+        let e = check(&mut std::io::Cursor::new(file(&body, "1.2.840.10008.1.2"))).unwrap_err();
+        assert!(e.contains("(0028,0010) US has 3 bytes"), "{e}");
+        // Whole values pass.
+        let ok = [0x28, 0x00, 0x02, 0x00, b'S', b'L', 4, 0, 1, 0, 0, 0];
+        assert!(check(&mut std::io::Cursor::new(file(&ok, "1.2.840.10008.1.2.1"))).is_ok());
     }
 }

@@ -142,7 +142,10 @@ pub enum SourceKind {
 }
 
 /// Everything about an image except its pixels and its patient. There is deliberately no field for a
-/// patient name, ID, birth date, institution or any date: those never leave the reader.
+/// patient name, ID, birth date, institution or any date: those never leave the reader. Nor for any
+/// free-text attribute (WindowCenterWidthExplanation, LUTExplanation, ModalityLUTType...): a site may
+/// write anything there, identifiers included. The code strings kept (modality, presentation intent)
+/// are kept only when they hold values that cannot spell one.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ImageInfo {
     pub source: SourceKind,

@@ -11,10 +11,15 @@
 //! can leak them by accident.
 
 pub mod atomic;
+pub mod budget;
+pub mod codestream;
 pub mod dicom;
 pub mod dicom_guard;
 pub mod error;
 pub mod image;
+pub mod inflate;
+pub mod j2k_header;
+pub mod jpeg_header;
 pub mod layouts;
 pub mod lut;
 pub mod partial;
@@ -42,6 +47,27 @@ pub fn read_image(path: &Path) -> Result<Mammogram> {
         return pgm::read_pgm(path);
     }
     Err(IoError::format(path, "not a DICOM (no DICM preamble), PNG or PGM (P2/P5) file"))
+}
+
+/// Width and height that an image held in memory declares in its own header (DICOM Columns/Rows,
+/// PNG IHDR, PGM), read without decoding anything: what a server with a tighter budget than
+/// [`budget::MAX_PIXELS`] checks before [`read_image_bytes`]. The decoders then hold every compressed
+/// stream to these attributes, so the decoded image cannot be larger.
+pub fn declared_dimensions(name: &Path, bytes: &[u8]) -> Result<(usize, usize)> {
+    if bytes.len() >= 132 && &bytes[128..132] == b"DICM" {
+        return dicom::dicom_dimensions_bytes(name, bytes);
+    }
+    if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+        if bytes.len() < 24 || &bytes[12..16] != b"IHDR" {
+            return Err(IoError::format(name, "not a readable PNG: no IHDR chunk first"));
+        }
+        let be = |i: usize| u32::from_be_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]) as usize;
+        return Ok((be(16), be(20)));
+    }
+    if bytes.starts_with(b"P5") || bytes.starts_with(b"P2") {
+        return pgm::pgm_dimensions(name, bytes);
+    }
+    Err(IoError::format(name, "not a DICOM (no DICM preamble), PNG or PGM (P2/P5) file"))
 }
 
 /// Decodes an image held in memory, sniffed by content as [`read_image`] does; `name` only names the
@@ -102,5 +128,28 @@ mod tests {
         truncated.truncate(40);
         let e = read_image_bytes(body, &truncated).unwrap_err().to_string();
         assert!(e.starts_with("request body: ") && e.lines().count() == 1, "{e}");
+    }
+
+    /// What a header declares, read without decoding: for each format, and for a DICOM whose pixel
+    /// data is cut off (the header is all it needs).
+    #[test]
+    fn declared_dimensions_come_from_headers_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let img = GrayImage::from_vec(3, 2, vec![0u16, 1, 2, 300, 4000, 65535]);
+        let body = Path::new("request body");
+        let png = dir.path().join("a.png");
+        png_io::write_png16(&png, &img).unwrap();
+        let pgm = dir.path().join("a.pgm");
+        pgm::write_pgm(&pgm, &img, 65535).unwrap();
+        for f in [&png, &pgm] {
+            assert_eq!(declared_dimensions(body, &std::fs::read(f).unwrap()).unwrap(), (3, 2), "{}", f.display());
+        }
+        // A PNG header that declares 20000 x 20000 in 33 bytes.
+        let mut ihdr = std::fs::read(&png).unwrap()[..33].to_vec();
+        ihdr[16..20].copy_from_slice(&20000u32.to_be_bytes());
+        ihdr[20..24].copy_from_slice(&20000u32.to_be_bytes());
+        assert_eq!(declared_dimensions(body, &ihdr).unwrap(), (20000, 20000));
+        assert!(declared_dimensions(body, b"P5 7").unwrap_err().to_string().contains("height"));
+        assert!(declared_dimensions(body, b"junk").is_err());
     }
 }

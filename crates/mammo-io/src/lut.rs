@@ -15,7 +15,6 @@ pub enum ModalityLut {
         bits: u16,
         #[serde(skip)]
         entries: Vec<u16>,
-        lut_type: Option<String>,
     },
 }
 
@@ -81,7 +80,6 @@ pub enum Voi {
         center: f64,
         width: f64,
         function: VoiFunction,
-        explanation: Option<String>,
     },
     Table {
         /// First input value mapped (LUT Descriptor, second value).
@@ -90,19 +88,13 @@ pub enum Voi {
         bits: u16,
         #[serde(skip)]
         entries: Vec<u16>,
-        explanation: Option<String>,
     },
 }
 
 impl Voi {
     /// A linear window covering `lo..=hi` exactly.
     pub fn full_range(lo: f64, hi: f64) -> Self {
-        Voi::Window {
-            center: (lo + hi) / 2.0,
-            width: (hi - lo).max(1.0),
-            function: VoiFunction::LinearExact,
-            explanation: None,
-        }
+        Voi::Window { center: (lo + hi) / 2.0, width: (hi - lo).max(1.0), function: VoiFunction::LinearExact }
     }
 
     /// Maps a modality value to `[y_min, y_max]`, following the formulas of PS3.3 C.11.2.1.2.
@@ -158,7 +150,7 @@ mod tests {
     use super::*;
 
     fn window(c: f64, w: f64, f: VoiFunction) -> Voi {
-        Voi::Window { center: c, width: w, function: f, explanation: None }
+        Voi::Window { center: c, width: w, function: f }
     }
 
     #[test]
@@ -182,7 +174,7 @@ mod tests {
 
     #[test]
     fn table_clamps_below_and_above() {
-        let t = Voi::Table { first_mapped: 10, bits: 8, entries: vec![0, 100, 255], explanation: None };
+        let t = Voi::Table { first_mapped: 10, bits: 8, entries: vec![0, 100, 255] };
         assert_eq!(t.apply(0.0, 0.0, 255.0), 0.0);
         assert_eq!(t.apply(11.0, 0.0, 255.0), 100.0);
         assert_eq!(t.apply(99.0, 0.0, 255.0), 255.0);

@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use crate::budget::{MAX_PIXELS, try_collect, try_vec};
 use crate::error::{IoError, Result};
 use crate::image::{GrayImage, ImageInfo, Mammogram, Samples, SourceKind};
 
@@ -13,6 +14,20 @@ pub fn read_pgm(path: &Path) -> Result<Mammogram> {
 }
 
 /// Decodes a PGM held in memory; `path` only names the source in errors (the fuzz target uses it).
+/// Width and height from a PGM header, without reading the raster.
+pub fn pgm_dimensions(path: &Path, bytes: &[u8]) -> Result<(usize, usize)> {
+    if !matches!(bytes.get(0..2), Some(b"P5") | Some(b"P2")) {
+        return Err(IoError::format(path, "not a PGM file (expected P5 or P2 magic)"));
+    }
+    let mut pos = 2;
+    let mut dims = [0usize; 2];
+    for (i, name) in ["width", "height"].iter().enumerate() {
+        dims[i] = next_number(bytes, &mut pos)
+            .ok_or_else(|| IoError::format(path, format!("PGM header: missing or invalid {name}")))?;
+    }
+    Ok((dims[0], dims[1]))
+}
+
 pub fn decode_pgm(path: &Path, bytes: &[u8]) -> Result<Mammogram> {
     let binary = match bytes.get(0..2) {
         Some(b"P5") => true,
@@ -32,10 +47,9 @@ pub fn decode_pgm(path: &Path, bytes: &[u8]) -> Result<Mammogram> {
     if maxval == 0 || maxval > 65535 {
         return Err(IoError::format(path, format!("PGM header: maxval {maxval} outside 1..=65535")));
     }
-    let n = width
-        .checked_mul(height)
-        .filter(|&n| n <= 1 << 30)
-        .ok_or_else(|| IoError::format(path, "PGM header: image too large"))?;
+    let n = width.checked_mul(height).filter(|&n| n <= MAX_PIXELS).ok_or_else(|| {
+        IoError::unsupported(path, format!("PGM of {width} x {height} pixels (more than {MAX_PIXELS})"))
+    })?;
     let data: Vec<u16> = if binary {
         // Exactly one whitespace byte separates maxval from the raster.
         pos += 1;
@@ -52,12 +66,21 @@ pub fn decode_pgm(path: &Path, bytes: &[u8]) -> Result<Mammogram> {
             ));
         }
         if bpp == 1 {
-            raster[..n].iter().map(|&b| b as u16).collect()
+            try_collect(path, n, raster[..n].iter().map(|&b| b as u16))?
         } else {
-            raster[..2 * n].chunks_exact(2).map(|c| u16::from_be_bytes([c[0], c[1]])).collect()
+            try_collect(path, n, raster[..2 * n].chunks_exact(2).map(|c| u16::from_be_bytes([c[0], c[1]])))?
         }
     } else {
-        let mut v = Vec::with_capacity(n);
+        // Every P2 value takes a digit and a separator: a header declaring more values than the file can
+        // hold is refused before the buffer is sized from it.
+        let room = bytes.len().saturating_sub(pos).div_ceil(2);
+        if n > room {
+            return Err(IoError::format(
+                path,
+                format!("P2 header declares {width} x {height} values but the file holds at most {room} (truncated?)"),
+            ));
+        }
+        let mut v = try_vec(path, n)?;
         for i in 0..n {
             let x = next_number(bytes, &mut pos)
                 .ok_or_else(|| IoError::format(path, format!("P2 raster ends after {i} of {n} values")))?;
@@ -146,5 +169,18 @@ mod tests {
             assert!(e.starts_with("bad.pgm: "), "{e}");
             assert!(!e.contains('\n'));
         }
+    }
+
+    #[test]
+    fn a_header_larger_than_the_cap_or_the_file_is_refused_before_allocating() {
+        let e = decode_pgm(Path::new("big.pgm"), b"P5\n70000 70000\n255\n\x00").unwrap_err().to_string();
+        assert!(e.starts_with("big.pgm: ") && e.contains("more than"), "{e}");
+        // Under the pixel cap, but the 20-byte file cannot hold 256 M values (P2) or bytes (P5).
+        let start = std::time::Instant::now();
+        let e = decode_pgm(Path::new("p2.pgm"), b"P2\n16000 16000\n255\n1 2").unwrap_err().to_string();
+        assert!(e.contains("declares 16000 x 16000 values but the file holds at most 2"), "{e}");
+        let e = decode_pgm(Path::new("p5.pgm"), b"P5\n16000 16000\n255\n\x00\x01").unwrap_err().to_string();
+        assert!(e.contains("raster holds 2 bytes"), "{e}");
+        assert!(start.elapsed() < std::time::Duration::from_millis(100));
     }
 }

@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use crate::budget::{MAX_FRAME_BYTES, MAX_PIXELS, try_collect, try_zeros};
 use crate::error::{IoError, Result};
 use crate::image::{GrayImage, ImageInfo, Mammogram, Samples, SourceKind};
 
@@ -12,10 +13,27 @@ pub fn read_png(path: &Path) -> Result<Mammogram> {
     decode_png(path, std::io::BufReader::new(file))
 }
 
+/// Decodes a PNG from any reader (a file, or request bytes in a `Cursor`); `path` names it in errors.
+///
+/// The size IHDR declares is checked against [`MAX_PIXELS`] and, after palette/low-depth expansion, against
+/// [`MAX_FRAME_BYTES`] before the output buffer is allocated: a 389 KB PNG may declare 20000 x 20000.
+/// The png crate's own working buffers stay within its default `Limits` (64 MB).
 pub fn decode_png(path: &Path, reader: impl std::io::BufRead + std::io::Seek) -> Result<Mammogram> {
     let mut decoder = png::Decoder::new(reader);
     decoder.set_transformations(png::Transformations::EXPAND);
     let mut reader = decoder.read_info().map_err(|e| IoError::format(path, format!("not a readable PNG: {e}")))?;
+    let (w, h) = (reader.info().width as u64, reader.info().height as u64);
+    if w * h > MAX_PIXELS as u64 {
+        return Err(IoError::unsupported(path, format!("PNG of {w} x {h} pixels (more than {MAX_PIXELS})")));
+    }
+    let info = reader.info();
+    let (width, height) = (info.width as usize, info.height as usize);
+    let src_depth = info.bit_depth as u8;
+    // Expansion (palette to RGB, 16-bit) multiplies the bytes per pixel; bound the buffer itself too.
+    let size = reader
+        .output_buffer_size()
+        .filter(|&s| s <= MAX_FRAME_BYTES)
+        .ok_or_else(|| IoError::unsupported(path, format!("PNG of {w} x {h} pixels decodes to too many bytes")))?;
     let (color, depth) = reader.output_color_type();
     if color != png::ColorType::Grayscale {
         return Err(IoError::unsupported(
@@ -23,16 +41,14 @@ pub fn decode_png(path: &Path, reader: impl std::io::BufRead + std::io::Seek) ->
             format!("PNG colour type {color:?}: mammograms must be single-channel grayscale"),
         ));
     }
-    let info = reader.info();
-    let (width, height) = (info.width as usize, info.height as usize);
-    let src_depth = info.bit_depth as u8;
-    let size = reader.output_buffer_size().ok_or_else(|| IoError::format(path, "PNG too large"))?;
-    let mut buf = vec![0u8; size];
+    let mut buf = try_zeros::<u8>(path, size)?;
     let frame = reader.next_frame(&mut buf).map_err(|e| IoError::format(path, format!("corrupt PNG data: {e}")))?;
     let buf = &buf[..frame.buffer_size()];
     let data: Vec<u16> = match depth {
-        png::BitDepth::Sixteen => buf.chunks_exact(2).map(|c| u16::from_be_bytes([c[0], c[1]])).collect(),
-        _ => buf.iter().map(|&b| b as u16).collect(),
+        png::BitDepth::Sixteen => {
+            try_collect(path, buf.len() / 2, buf.chunks_exact(2).map(|c| u16::from_be_bytes([c[0], c[1]])))?
+        }
+        _ => try_collect(path, buf.len(), buf.iter().map(|&b| b as u16))?,
     };
     let bits = if depth == png::BitDepth::Sixteen { 16 } else { 8 };
     Ok(Mammogram {

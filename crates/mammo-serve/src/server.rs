@@ -40,9 +40,9 @@
 //!
 //! That is 1.2 GiB in the worst case; the rest is margin for the allocator. Measured: three concurrent
 //! 27.6 MP requests peak at 630 MiB; the soak, 720 MiB. Raising `max_body` or `max_in_flight` raises
-//! the budget accordingly. Every image is checked against [`MAX_IMAGE_PIXELS`] before inference, PNGs
-//! already from their header; what a DICOM or PGM decoder may allocate before that check is bounded by
-//! mammo-io's own caps.
+//! the budget accordingly. Every image is checked against [`MAX_IMAGE_PIXELS`] from its own header
+//! (DICOM Rows/Columns, PNG IHDR, PGM) before it is decoded, and the decoders hold every compressed
+//! stream to those attributes, so no decode can allocate for more.
 //!
 //! Queued requests hold nothing but their connection: admission comes before the body is read.
 
@@ -76,8 +76,8 @@ pub use auth::check_token;
 pub const SPACING_RANGE_MM: std::ops::RangeInclusive<f64> = 0.01..=1.0;
 
 /// The most pixels of an image the server explains: 40 MP, above the largest full-field detector (about
-/// 29 MP). PNG headers are checked against it before decoding; every image after decoding, before
-/// inference (the decoders' own caps bound decoding itself).
+/// 29 MP). Each image's header is checked against it before decoding (`mammo_io::declared_dimensions`),
+/// and the decoded image again before inference.
 pub const MAX_IMAGE_PIXELS: u64 = 40_000_000;
 
 /// How much the server lets clients hold. The defaults keep the memory budget of the module doc.
@@ -346,14 +346,16 @@ fn spacing_param(uri: &Uri) -> Result<Option<f64>, String> {
     Ok(None)
 }
 
-/// Refuses a PNG whose header declares more than [`MAX_IMAGE_PIXELS`] before anything is allocated for
-/// it: 389 bytes can declare 20000 x 20000.
+/// Refuses an image whose own header (DICOM Rows/Columns, PNG IHDR, PGM) declares more than
+/// [`MAX_IMAGE_PIXELS`], before anything is allocated for its pixels: 389 bytes of PNG can declare
+/// 20000 x 20000, and a few hundred bytes of DICOM 16000 x 16000 (the decoders' own cap,
+/// `mammo_io::budget::MAX_PIXELS`, is for files on disk and is 6x this). A body no header can be read
+/// from is left to the decoders, which name the problem.
 fn check_declared_size(body: &[u8]) -> Result<(), String> {
-    if body.len() >= 24 && body.starts_with(b"\x89PNG\r\n\x1a\n") && &body[12..16] == b"IHDR" {
-        let w = u32::from_be_bytes([body[16], body[17], body[18], body[19]]) as u64;
-        let h = u32::from_be_bytes([body[20], body[21], body[22], body[23]]) as u64;
-        if w * h > MAX_IMAGE_PIXELS {
-            return Err(format!("request body: PNG of {w} x {h} pixels (more than {MAX_IMAGE_PIXELS})"));
+    if let Ok((w, h)) = mammo_io::declared_dimensions(Path::new("request body"), body) {
+        let (w, h) = (w as u64, h as u64);
+        if w.saturating_mul(h) > MAX_IMAGE_PIXELS {
+            return Err(format!("request body: image of {w} x {h} pixels (more than {MAX_IMAGE_PIXELS})"));
         }
     }
     Ok(())
@@ -515,11 +517,44 @@ mod tests {
         };
         assert_eq!(
             check_declared_size(&ihdr(20000, 20000)),
-            Err("request body: PNG of 20000 x 20000 pixels (more than 40000000)".into())
+            Err("request body: image of 20000 x 20000 pixels (more than 40000000)".into())
         );
         assert_eq!(check_declared_size(&ihdr(u32::MAX, u32::MAX)).map_err(|e| e.contains("more than")), Err(true));
         assert!(check_declared_size(&ihdr(5000, 8000)).is_ok());
-        assert!(check_declared_size(b"garbage").is_ok(), "not a PNG: left to the decoders");
+        assert!(check_declared_size(b"garbage").is_ok(), "not an image: left to the decoders");
+    }
+
+    /// A DICOM of a few hundred bytes whose Rows and Columns say 8000 x 8000 (64 MP, within the
+    /// decoders' own cap but not the server's) is refused from its header, before its pixel data is
+    /// even looked at.
+    #[test]
+    fn declared_dicom_size_is_checked_before_decoding() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("small.dcm");
+        let spec = mammo_io::dicom::DicomWriteSpec {
+            sop_instance_uid: "1.2.3.4".into(),
+            study_instance_uid: "1.2.3".into(),
+            series_instance_uid: "1.2.3.5".into(),
+            strings: Vec::new(),
+            bits_stored: 12,
+            monochrome1: false,
+            spacing_mm: Some(0.1),
+            window: None,
+        };
+        mammo_io::dicom::write_dicom(&p, 4, 4, &[100; 16], &spec, mammo_io::dicom::WriteSyntax::ExplicitVrLittleEndian)
+            .unwrap();
+        let mut bytes = std::fs::read(&p).unwrap();
+        assert!(check_declared_size(&bytes).is_ok());
+        // (0028,0010) Rows and (0028,0011) Columns, explicit VR US, length 2.
+        for element in [0x10u8, 0x11] {
+            let head = [0x28, 0x00, element, 0x00, b'U', b'S', 2, 0];
+            let at = bytes.windows(8).position(|w| w == head).expect("the element is there") + 8;
+            bytes[at..at + 2].copy_from_slice(&8000u16.to_le_bytes());
+        }
+        assert_eq!(
+            check_declared_size(&bytes),
+            Err("request body: image of 8000 x 8000 pixels (more than 40000000)".into())
+        );
     }
 
     #[test]

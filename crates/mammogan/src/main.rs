@@ -125,7 +125,11 @@ fn init_logging(quiet: bool, verbose: u8) {
         (false, 1) => "debug",
         _ => "trace",
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    // OpenJPEG's INFO lines (one per header and tile) stay out of logs unless RUST_LOG asks for them.
+    if !std::env::var("RUST_LOG").is_ok_and(|v| v.contains("jpeg2k")) {
+        filter = filter.add_directive(mammo_io::dicom::QUIET_CODEC_LOGS.parse().expect("a valid directive"));
+    }
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(progress::LogWriter::default)

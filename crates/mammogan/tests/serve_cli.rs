@@ -532,7 +532,7 @@ fn requests_beyond_the_limits_get_503() {
 }
 
 /// Rows 3 and 4 as the server meets them: a 389-byte PNG declaring 20000 x 20000 is refused from its
-/// header, a 41 MP PGM after decoding but before inference, an absurd spacing before anything is read;
+/// header, a 41 MP PGM from its header too, an absurd spacing before anything is read;
 /// each a 400 naming the request body, quickly, with the server's memory far from what they declare.
 #[test]
 fn oversized_images_and_spacings_are_refused() {
@@ -545,7 +545,7 @@ fn oversized_images_and_spacings_are_refused() {
     let t = Instant::now();
     let r = http(server.addr, "POST", "/invocations", &[], &png);
     assert_eq!(r.status, 400);
-    assert_eq!(r.json()["error"], "request body: PNG of 20000 x 20000 pixels (more than 40000000)");
+    assert_eq!(r.json()["error"], "request body: image of 20000 x 20000 pixels (more than 40000000)");
     let mut pgm = b"P5 6400 6400 255\n".to_vec();
     pgm.resize(pgm.len() + 6400 * 6400, 7);
     let r = http(server.addr, "POST", "/invocations", &[], &pgm);
