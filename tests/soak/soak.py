@@ -3,7 +3,9 @@
 
 For DURATION seconds, against a server already running (started by tests/soak/run, under a cgroup
 memory limit): valid clients POST mammograms and must get 200 (a 503 with Retry-After is retried, and
-counted); hostile clients POST an oversized-declared PNG, a truncated DICOM and garbage and must get 400;
+counted); hostile clients POST oversized-declared PNGs, a JPEG 2000 DICOM whose codestream declares
+60000 x 60000, a deflated DICOM declaring a 3 GiB element, a DICOM whose Rows/Columns declare 64 MP, a
+truncated DICOM and garbage, and must get 400;
 a staller keeps connections holding half a header, and one holding half a body, open and renews them as
 the server drops them; a pinger (its own process, so other threads cannot delay its clock) GETs /ping
 every 50 ms. Prints one JSON line of figures; exits 1 if any check failed.
@@ -64,6 +66,57 @@ def png_declaring(width, height):
     ihdr = struct.pack(">IIBBBBB", width, height, 16, 0, 0, 0, 0)
     idat = zlib.compress(b"\0" * 4096)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+# DICOM written by hand (the files are hostile, so no validating writer will do); the same shapes as
+# crates/mammo-io/tests/hostile_decoders.rs, where each is checked against the decoders directly.
+def element(group, elem, vr, value):
+    if len(value) % 2:
+        value += b"\0" if vr in (b"UI", b"OB") else b" "
+    head = struct.pack("<HH", group, elem) + vr
+    if vr in (b"OB", b"OW", b"UN", b"SQ"):
+        return head + b"\0\0" + struct.pack("<I", len(value)) + value
+    return head + struct.pack("<H", len(value)) + value
+
+
+def dicom_file(ts, dataset):
+    meta = element(2, 1, b"OB", b"\0\1") + element(2, 2, b"UI", b"1.2.840.10008.5.1.4.1.1.1.2")
+    meta += element(2, 3, b"UI", b"1.2.3.4") + element(2, 0x10, b"UI", ts.encode()) + element(2, 0x12, b"UI", b"1.2.3.4.5")
+    return b"\0" * 128 + b"DICM" + element(2, 0, b"UL", struct.pack("<I", len(meta))) + meta + dataset
+
+
+def image_attributes(rows, cols):
+    us = lambda v: struct.pack("<H", v)
+    d = element(0x28, 2, b"US", us(1)) + element(0x28, 4, b"CS", b"MONOCHROME2")
+    d += element(0x28, 0x10, b"US", us(rows)) + element(0x28, 0x11, b"US", us(cols))
+    return d + element(0x28, 0x100, b"US", us(16)) + element(0x28, 0x101, b"US", us(12)) + element(0x28, 0x103, b"US", us(0))
+
+
+def j2k_bomb():
+    """A 64 x 64 JPEG 2000 DICOM whose codestream's SIZ declares 60000 x 60000 (a decoder that trusts it
+    allocates 14 GB): about 500 bytes."""
+    c = b"\xff\x4f\xff\x51" + struct.pack(">HH", 41, 0) + struct.pack(">8I", 60000, 60000, 0, 0, 60000, 60000, 0, 0)
+    c += bytes([0, 1, 11, 1, 1])
+    c += bytes([0xFF, 0x52, 0, 12, 0, 0, 0, 1, 0, 0, 4, 4, 0, 1]) + bytes([0xFF, 0x5C, 0, 4, 0x40, 0x60])
+    c += bytes([0xFF, 0x90, 0, 10, 0, 0, 0, 0, 0, 15, 0, 1]) + bytes([0xFF, 0x93, 0x00, 0xFF, 0xD9])
+    if len(c) % 2:
+        c += b"\0"
+    pixel = b"\xe0\x7f\x10\x00OB\0\0\xff\xff\xff\xff" + b"\xfe\xff\x00\xe0" + struct.pack("<I", 0)
+    pixel += b"\xfe\xff\x00\xe0" + struct.pack("<I", len(c)) + c + b"\xfe\xff\xdd\xe0" + struct.pack("<I", 0)
+    return dicom_file("1.2.840.10008.1.2.4.90", image_attributes(64, 64) + pixel)
+
+
+def deflate_bomb():
+    """A deflated DICOM of under 300 bytes whose Pixel Data declares 3 GiB."""
+    d = element(0x10, 0x10, b"PN", b"A^B") + b"\xe0\x7f\x10\x00OW\0\0" + struct.pack("<I", 3 << 30) + b"\1\2\3\4"
+    z = zlib.compressobj(9, zlib.DEFLATED, -15)
+    return dicom_file("1.2.840.10008.1.2.1.99", z.compress(d) + z.flush())
+
+
+def dicom_declaring(rows, cols):
+    """A native DICOM whose Rows/Columns declare rows x cols but which holds 4 x 4 pixels."""
+    pixel = b"\xe0\x7f\x10\x00OW\0\0" + struct.pack("<I", 32) + b"\0" * 32
+    return dicom_file("1.2.840.10008.1.2.1", image_attributes(rows, cols) + pixel)
 
 
 class Tally:
@@ -216,6 +269,9 @@ def main():
         ("dicom_truncated", "/invocations", dicom[: len(dicom) // 2]),
         ("dicom_header_only", "/invocations", dicom[:400]),
         ("garbage", "/invocations", bytes(rng.getrandbits(8) for _ in range(5000))),
+        ("dicom_j2k_60000x60000", "/invocations", j2k_bomb()),
+        ("dicom_deflated_3gib", "/invocations", deflate_bomb()),
+        ("dicom_rows_8000x8000", "/invocations", dicom_declaring(8000, 8000)),
         ("spacing_1e300", "/invocations?spacing_mm=1e300", dicom),
     ]
 
