@@ -24,6 +24,17 @@ pub struct DeviceInfo {
     pub deterministic: bool,
 }
 
+/// For people: "flex (CPU), 2 threads, bit-reproducible" or "cuda:0, not bit-reproducible".
+impl std::fmt::Display for DeviceInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.backend.as_str() {
+            "flex" => write!(f, "flex (CPU), {} threads", self.threads)?,
+            other => write!(f, "{other}:{}", self.index)?,
+        }
+        f.write_str(if self.deterministic { ", bit-reproducible" } else { ", not bit-reproducible" })
+    }
+}
+
 /// Parses `"auto"`, `"cpu"`, `"cuda"` or `"cuda:N"` and returns the device with autodiff enabled.
 ///
 /// `auto` takes CUDA device 0 when the binary was built with the `cuda` feature and a GPU answers,
@@ -82,6 +93,14 @@ fn cuda_device(_index: usize, _threads: usize) -> Result<(Device, DeviceInfo)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn device_info_reads_as_words() {
+        let cpu = DeviceInfo { backend: "flex".into(), index: 0, threads: 2, deterministic: true };
+        assert_eq!(cpu.to_string(), "flex (CPU), 2 threads, bit-reproducible");
+        let gpu = DeviceInfo { backend: "cuda".into(), index: 1, threads: 4, deterministic: false };
+        assert_eq!(gpu.to_string(), "cuda:1, not bit-reproducible");
+    }
 
     #[test]
     fn parses_specs() {

@@ -169,7 +169,7 @@ pub fn train(data: &Path, out: &Path, opts: &TrainOpts, progress: &Progress) -> 
         &out.join(crate::commands::evaluate::DATA_REF),
         serde_json::to_string_pretty(&data_ref)?.as_bytes(),
     )?;
-    tracing::info!("device: {info:?}");
+    tracing::info!("device: {info}");
     let stop = stop_flag()?;
 
     let manifest = new_manifest(&config, &config_toml, models, data, &dataset_info, out, &info, opts.resume);
