@@ -11,6 +11,7 @@
 //! the check exists to stop shapes that are off by orders of magnitude, not to fit a run to the last
 //! megabyte.
 
+use crate::ModelKind;
 use crate::config::TrainConfig;
 
 /// Bytes per value (f32 everywhere).
@@ -95,9 +96,9 @@ fn attribution_counts(config: &TrainConfig, s: u64) -> (u64, u64) {
     (params + critic.0, values + 2 * critic.1 + classifier_values)
 }
 
-/// The memory of training `model` ("classifier" or "attribution") with `config` on `patch` px patches,
+/// The memory of training `model` with `config` on `patch` px patches,
 /// or why those shapes cannot exist (a stage that would halve the patch below one pixel).
-pub fn model_budget(config: &TrainConfig, model: &str, patch: usize) -> Result<ModelBudget, BudgetError> {
+pub fn model_budget(config: &TrainConfig, model: ModelKind, patch: usize) -> Result<ModelBudget, BudgetError> {
     let s = patch as u64;
     let halvings = |key: &str, n: usize, allowed: u32| {
         if n as u32 > allowed {
@@ -111,8 +112,8 @@ pub fn model_budget(config: &TrainConfig, model: &str, patch: usize) -> Result<M
     let log2 = patch.max(1).ilog2();
     halvings("classifier.blocks", config.classifier.blocks, log2)?;
     let (params, values) = match model {
-        "classifier" => classifier_counts(config, s),
-        _ => {
+        ModelKind::Classifier => classifier_counts(config, s),
+        ModelKind::Attribution => {
             let a = &config.attribution;
             halvings("attribution.gen_depth", a.gen_depth, log2 + 1)?;
             if !a.critic_from_classifier {
@@ -130,15 +131,20 @@ pub fn model_budget(config: &TrainConfig, model: &str, patch: usize) -> Result<M
 
 /// Refuses a config whose training would need more than `available` bytes (the machine's or the
 /// cgroup's free memory) on `patch` px patches, naming what to lower.
-pub fn check(config: &TrainConfig, models: &[&str], patch: usize, available: Option<u64>) -> Result<(), BudgetError> {
+pub fn check(
+    config: &TrainConfig,
+    models: &[ModelKind],
+    patch: usize,
+    available: Option<u64>,
+) -> Result<(), BudgetError> {
     for &model in models {
         let b = model_budget(config, model, patch)?;
         let Some(avail) = available else { continue };
         if b.bytes > avail {
             let gib = |v: u64| v as f64 / (1u64 << 30) as f64;
             let keys = match model {
-                "classifier" => "train.batch_size, classifier.channels or classifier.blocks",
-                _ => "train.batch_size, attribution.gen_channels or attribution.gen_depth",
+                ModelKind::Classifier => "train.batch_size, classifier.channels or classifier.blocks",
+                ModelKind::Attribution => "train.batch_size, attribution.gen_channels or attribution.gen_depth",
             };
             return Err(BudgetError(format!(
                 "training the {model} with these settings needs about {:.1} GiB ({} parameters, batch {}), but \
@@ -160,42 +166,42 @@ mod tests {
     #[test]
     fn default_config_is_small_and_absurd_ones_are_refused() {
         let c = TrainConfig::default();
-        for model in ["classifier", "attribution"] {
+        for model in ModelKind::ALL {
             let b = model_budget(&c, model, 64).unwrap();
             // The default quickstart's measured peak is 486 MiB with the dataset in memory: the
             // estimate may err high, but not so far that it refuses the defaults on a small machine.
             assert!(b.bytes < 768 << 20, "{model}: {} bytes", b.bytes);
             assert!(b.parameters > 1000, "{model}: {}", b.parameters);
         }
-        check(&c, &["classifier", "attribution"], 64, Some(2 << 30)).unwrap();
+        check(&c, &ModelKind::ALL, 64, Some(2 << 30)).unwrap();
 
         let mut wide = c.clone();
         wide.classifier.channels = 100_000;
-        let e = check(&wide, &["classifier"], 64, Some(16 << 30)).unwrap_err().to_string();
+        let e = check(&wide, &[ModelKind::Classifier], 64, Some(16 << 30)).unwrap_err().to_string();
         assert!(e.contains("classifier.channels") && e.contains("GiB"), "{e}");
 
         let mut big_batch = c.clone();
         big_batch.train.batch_size = 100_000_000;
-        let e = check(&big_batch, &["classifier"], 64, Some(16 << 30)).unwrap_err().to_string();
+        let e = check(&big_batch, &[ModelKind::Classifier], 64, Some(16 << 30)).unwrap_err().to_string();
         assert!(e.contains("train.batch_size") && e.contains("batch 100000000"), "{e}");
 
         let mut deep = c.clone();
         deep.classifier.blocks = 40;
-        let e = check(&deep, &["classifier"], 64, None).unwrap_err().to_string();
+        let e = check(&deep, &[ModelKind::Classifier], 64, None).unwrap_err().to_string();
         assert!(e.contains("classifier.blocks=40") && e.contains("at most 6"), "{e}");
     }
 
     #[test]
     fn the_count_grows_with_the_shapes_it_depends_on() {
         let c = TrainConfig::default();
-        let base = model_budget(&c, "classifier", 64).unwrap();
+        let base = model_budget(&c, ModelKind::Classifier, 64).unwrap();
         let mut wider = c.clone();
         wider.classifier.channels *= 2;
-        let w = model_budget(&wider, "classifier", 64).unwrap();
+        let w = model_budget(&wider, ModelKind::Classifier, 64).unwrap();
         assert!(w.parameters > 3 * base.parameters && w.bytes > base.bytes);
         let mut batch = c.clone();
         batch.train.batch_size *= 2;
-        assert!(model_budget(&batch, "classifier", 64).unwrap().bytes > base.bytes);
-        assert!(model_budget(&c, "classifier", 128).unwrap().bytes > base.bytes);
+        assert!(model_budget(&batch, ModelKind::Classifier, 64).unwrap().bytes > base.bytes);
+        assert!(model_budget(&c, ModelKind::Classifier, 128).unwrap().bytes > base.bytes);
     }
 }

@@ -16,6 +16,7 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
+use crate::ModelKind;
 use crate::config::TrainConfig;
 use crate::data::PatchData;
 use crate::error::{NnError, Result};
@@ -83,17 +84,10 @@ pub fn model_json_path(run_dir: &Path) -> PathBuf {
     run_dir.join(MODEL_DIR).join(MODEL_JSON)
 }
 
-/// Which exported model.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Slot {
-    Classifier,
-    Attribution,
-}
-
 /// Writes a model's weights into `RUN/model/` and records it in `model.json`; returns its weight hash.
 pub(crate) fn export<M: Module>(
     run_dir: &Path,
-    slot: Slot,
+    slot: ModelKind,
     module: &M,
     steps: u64,
     config: &TrainConfig,
@@ -102,8 +96,8 @@ pub(crate) fn export<M: Module>(
     let dir = run_dir.join(MODEL_DIR);
     std::fs::create_dir_all(&dir).map_err(|e| NnError::io(&dir, e))?;
     let file = match slot {
-        Slot::Classifier => CLASSIFIER_FILE,
-        Slot::Attribution => ATTRIBUTION_FILE,
+        ModelKind::Classifier => CLASSIFIER_FILE,
+        ModelKind::Attribution => ATTRIBUTION_FILE,
     };
     let bytes = crate::checkpoint::weights_to_bytes(module)?;
     mammo_io::atomic::write_bytes(&dir.join(file), &bytes)?;
@@ -131,8 +125,8 @@ pub(crate) fn export<M: Module>(
     info.dataset_hash = data.content_hash.clone();
     let entry = ExportedModel { file: file.into(), steps, weights_hash: hash.clone(), config: config.clone() };
     match slot {
-        Slot::Classifier => info.classifier = Some(entry),
-        Slot::Attribution => info.attribution = Some(entry),
+        ModelKind::Classifier => info.classifier = Some(entry),
+        ModelKind::Attribution => info.attribution = Some(entry),
     }
     let json = serde_json::to_vec_pretty(&info).expect("model info serializes");
     mammo_io::atomic::write_bytes(&path, &json)?;

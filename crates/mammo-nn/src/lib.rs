@@ -34,6 +34,7 @@ pub mod inference;
 pub mod kernels;
 pub mod metrics;
 pub mod model;
+pub mod model_kind;
 pub mod observer;
 pub mod rng;
 pub mod train;
@@ -44,6 +45,7 @@ pub use device::{DeviceInfo, select_device};
 pub use error::{NnError, Result};
 pub use export::{ModelInfo, weights_hash};
 pub use inference::Models;
+pub use model_kind::ModelKind;
 pub use observer::{NullObserver, Outcome, TrainObserver};
 pub use train::{train_attribution, train_classifier};
 

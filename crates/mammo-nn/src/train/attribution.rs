@@ -23,15 +23,16 @@ use mammo_prep::split::Split;
 use rand::Rng;
 
 use super::{
-    Trained, check_loss, check_resumable, check_weights, config_fingerprint, draw_batch, due, examples, split_patches,
+    check_loss, check_resumable, check_weights, config_fingerprint, draw_batch, due, examples, split_patches,
     to_tensor, to_vec,
 };
+use crate::ModelKind;
 use crate::augment::Augment;
 use crate::checkpoint::{self, CHECKPOINT_FORMAT_VERSION, CheckpointState};
 use crate::config::{GanLoss, TrainConfig};
 use crate::data::{PatchData, parse_split};
 use crate::error::{NnError, Result};
-use crate::export::{MODEL_DIR, ModelInfo, Slot, export, model_json_path};
+use crate::export::{MODEL_DIR, ModelInfo, export, model_json_path};
 use crate::model::{Classifier, Critic, MapGenerator};
 use crate::observer::{Outcome, TrainObserver};
 use crate::rng::stream;
@@ -93,7 +94,7 @@ pub fn train_attribution(
     let total = config.attribution_steps();
     let seed = config.train.seed;
     let warm = if ac.critic_from_classifier { trained_classifier(run_dir, data, device)? } else { None };
-    let mut fingerprint = config_fingerprint(config, Trained::Attribution);
+    let mut fingerprint = config_fingerprint(config, ModelKind::Attribution);
     if let Some((_, hash)) = &warm {
         // The critic starts from these weights: another classifier could not continue this run.
         fingerprint = format!("{fingerprint}+classifier:{hash}");
@@ -204,7 +205,7 @@ pub fn train_attribution(
             checkpoint::prune(run_dir, ATTRIBUTION, config.train.keep_checkpoints)?;
         }
     }
-    let weights_hash = export(run_dir, Slot::Attribution, &state.generator, state.step, config, data)?;
+    let weights_hash = export(run_dir, ModelKind::Attribution, &state.generator, state.step, config, data)?;
     Ok(Outcome::Completed { steps: state.step, weights_hash })
 }
 

@@ -13,15 +13,16 @@ use mammo_io::layouts::Label;
 use mammo_prep::split::Split;
 
 use super::{
-    MaskedBatch, Trained, check_loss, check_resumable, check_weights, config_fingerprint, draw_batch_with_masks, due,
-    examples, split_patches, to_tensor, to_vec,
+    MaskedBatch, check_loss, check_resumable, check_weights, config_fingerprint, draw_batch_with_masks, due, examples,
+    split_patches, to_tensor, to_vec,
 };
+use crate::ModelKind;
 use crate::augment::Augment;
 use crate::checkpoint::{self, CHECKPOINT_FORMAT_VERSION, CheckpointState};
 use crate::config::TrainConfig;
 use crate::data::{PatchData, parse_labels, parse_split};
 use crate::error::{NnError, Result};
-use crate::export::{Slot, export};
+use crate::export::export;
 use crate::metrics::roc_auc;
 use crate::model::classifier::AUX_MASK_BITS;
 use crate::model::{CLASSIFIER, Classifier};
@@ -78,7 +79,7 @@ pub fn train_classifier(
     }
     let total = config.classifier_steps();
     let seed = config.train.seed;
-    let fingerprint = config_fingerprint(config, Trained::Classifier);
+    let fingerprint = config_fingerprint(config, ModelKind::Classifier);
     let mut state = resume_or_start(run_dir, config, &fingerprint, device)?;
     let cc = &config.classifier;
     let augment = Augment {
@@ -188,7 +189,7 @@ pub fn train_classifier(
             checkpoint::prune(run_dir, CLASSIFIER, config.train.keep_checkpoints)?;
         }
     }
-    let weights_hash = export(run_dir, Slot::Classifier, &state.model, state.step, config, data)?;
+    let weights_hash = export(run_dir, ModelKind::Classifier, &state.model, state.step, config, data)?;
     Ok(Outcome::Completed { steps: state.step, weights_hash })
 }
 

@@ -17,6 +17,7 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::Rng;
 
+use crate::ModelKind;
 use crate::augment::Augment;
 use crate::config::TrainConfig;
 use crate::data::{MASK_MALIGNANCY, PatchData};
@@ -151,23 +152,16 @@ pub(crate) fn check_weights<M: Module>(model_name: &str, step: u64, module: &M) 
     }
 }
 
-/// Which training a fingerprint is for.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Trained {
-    Classifier,
-    Attribution,
-}
-
 /// BLAKE3 of what a model's checkpoints depend on: the config without the keys that only say how
 /// long to run or how often to report, and without the other model's settings. A resume under a
 /// different fingerprint is refused, since it could not reproduce the uninterrupted run; a resume
 /// with more steps is allowed, and so is retraining one model of a run with new settings.
-pub(crate) fn config_fingerprint(config: &TrainConfig, model: Trained) -> String {
+pub(crate) fn config_fingerprint(config: &TrainConfig, model: ModelKind) -> String {
     let mut c = config.clone();
     let d = TrainConfig::default();
     match model {
-        Trained::Classifier => c.attribution = d.attribution.clone(),
-        Trained::Attribution => {
+        ModelKind::Classifier => c.attribution = d.attribution.clone(),
+        ModelKind::Attribution => {
             c.classifier = d.classifier.clone();
             c.train.lr = d.train.lr;
             c.data.negatives = d.data.negatives.clone();

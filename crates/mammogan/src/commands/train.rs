@@ -3,7 +3,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use anyhow::{Context, Result, bail};
-use mammo_nn::{Outcome, PatchData, TrainConfig, TrainObserver};
+use mammo_nn::{ModelKind, Outcome, PatchData, TrainConfig, TrainObserver};
 use mammo_run::manifest::{DatasetRef, Inputs, RunInfo};
 use mammo_run::{Environment, Manifest, ManifestWriter, Status};
 use mammo_track::{GridOptions, MetricsJsonl, RunDir, TensorBoardWriter, TileScale, WallTime};
@@ -59,6 +59,17 @@ pub enum Which {
     Attribution,
     #[default]
     All,
+}
+
+impl Which {
+    /// The models chosen, in training order.
+    pub fn models(self) -> &'static [ModelKind] {
+        match self {
+            Which::Classifier => &[ModelKind::Classifier],
+            Which::Attribution => &[ModelKind::Attribution],
+            Which::All => &ModelKind::ALL,
+        }
+    }
 }
 
 /// The resolved config: the run's own on --resume, else defaults <- --config <- --set.
@@ -141,11 +152,7 @@ pub struct TrainSummary {
 /// touched. A start that fails there still leaves `RUN/manifest.json` saying `failed` and why (where
 /// `out` is new or empty), and running the command again replaces it.
 pub fn train(data: &Path, out: &Path, opts: &TrainOpts, progress: &Progress) -> Result<TrainSummary> {
-    let models: &[&str] = match opts.model {
-        Which::Classifier => &["classifier"],
-        Which::Attribution => &["attribution"],
-        Which::All => &["classifier", "attribution"],
-    };
+    let models = opts.model.models();
     let start = match check_start(data, out, opts, models) {
         Ok(s) => s,
         Err(e) => {
@@ -208,7 +215,7 @@ struct Start {
     info: mammo_nn::DeviceInfo,
 }
 
-fn check_start(data: &Path, out: &Path, opts: &TrainOpts, models: &[&str]) -> Result<Start> {
+fn check_start(data: &Path, out: &Path, opts: &TrainOpts, models: &[ModelKind]) -> Result<Start> {
     let config = resolve_config(opts, out)?;
     let store = mammo_prep::PatchStore::open(data)?;
     mammo_prep::PatchStore::verify(data, &store.info)?;
@@ -228,7 +235,7 @@ fn check_start(data: &Path, out: &Path, opts: &TrainOpts, models: &[&str]) -> Re
 /// Leaves `out/manifest.json` saying the start failed and why, where `out` is new, empty or holds an
 /// earlier failed start; never in a directory with anything else (another run's files stay as they
 /// are). Best effort: the error being reported matters more than this record of it.
-fn record_failed_start(out: &Path, opts: &TrainOpts, models: &[&str], error: &anyhow::Error) {
+fn record_failed_start(out: &Path, opts: &TrainOpts, models: &[ModelKind], error: &anyhow::Error) {
     let usable = match std::fs::read_dir(out) {
         Ok(mut entries) => entries.next().is_none() || mammo_run::manifest::clear_failed_start(out).unwrap_or(false),
         Err(e) => e.kind() == std::io::ErrorKind::NotFound,
@@ -248,7 +255,7 @@ fn record_failed_start(out: &Path, opts: &TrainOpts, models: &[&str], error: &an
 fn new_manifest(
     config: &TrainConfig,
     config_toml: &str,
-    models: &[&str],
+    models: &[ModelKind],
     data: &Path,
     dataset: &mammo_prep::DatasetInfo,
     out: &Path,
@@ -279,7 +286,7 @@ fn train_models(
     config: &TrainConfig,
     device: &mammo_nn::Device,
     info: &mammo_nn::DeviceInfo,
-    models: &[&str],
+    models: &[ModelKind],
     stop: &AtomicBool,
     writer: &mut ManifestWriter,
     stopped: &mut bool,
@@ -287,13 +294,18 @@ fn train_models(
     metric_lines: bool,
 ) -> Result<TrainSummary> {
     let mut summary = TrainSummary { weights: Default::default(), steps: Default::default(), device: info.clone() };
-    for &model in models {
+    for &kind in models {
+        let model = kind.name();
         let resumed_at = mammo_nn::checkpoint::latest(run.root(), model)?.map(|c| c.state.step).unwrap_or(0);
         let mut observer = CliObserver::open(run, model, resumed_at, progress, writer)?;
         observer.metric_lines = metric_lines;
-        let outcome = match model {
-            "classifier" => mammo_nn::train_classifier(run.root(), patches, config, device, &mut observer, stop),
-            _ => mammo_nn::train_attribution(run.root(), patches, config, device, &mut observer, stop),
+        let outcome = match kind {
+            ModelKind::Classifier => {
+                mammo_nn::train_classifier(run.root(), patches, config, device, &mut observer, stop)
+            }
+            ModelKind::Attribution => {
+                mammo_nn::train_attribution(run.root(), patches, config, device, &mut observer, stop)
+            }
         }
         .with_context(|| format!("training the {model}"))?;
         observer.finish()?;
