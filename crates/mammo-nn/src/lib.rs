@@ -32,7 +32,6 @@ pub mod error;
 pub mod export;
 pub mod inference;
 pub mod kernels;
-pub mod metrics;
 pub mod model;
 pub mod model_kind;
 pub mod observer;

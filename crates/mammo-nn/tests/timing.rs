@@ -69,7 +69,7 @@ fn quickstart_defaults_at_64px() {
     let mut scores = models.predict(&pos_px, pos.len()).unwrap();
     scores.extend(models.predict(&neg_px, neg.len()).unwrap());
     let labels: Vec<bool> = (0..scores.len()).map(|i| i < pos.len()).collect();
-    let auc = mammo_nn::metrics::roc_auc(&scores, &labels).unwrap();
+    let auc = mammo_eval::roc_auc(&scores.iter().map(|&p| p as f64).collect::<Vec<_>>(), &labels).unwrap();
     let maps = models.attribution_maps(&pos_px).unwrap();
     let (mut inside, mut n_in, mut outside, mut n_out) = (0.0, 0, 0.0, 0);
     for (k, &i) in pos.iter().enumerate() {

@@ -6,7 +6,6 @@ mod common;
 use common::{Recorder, no_stop, synthetic, tiny_config, write_dataset};
 use mammo_io::layouts::Label;
 use mammo_nn::data::MASK_LESION;
-use mammo_nn::metrics::roc_auc;
 use mammo_nn::{Models, Outcome, PatchData, select_device, train_attribution, train_classifier};
 use mammo_prep::split::Split;
 
@@ -52,7 +51,8 @@ fn classifier_learns_easy_task_and_exports() {
     scores.extend(models.predict(&neg_px, neg.len()).unwrap());
     assert!(scores.iter().all(|p| (0.0..=1.0).contains(p)));
     let labels: Vec<bool> = (0..scores.len()).map(|i| i < pos.len()).collect();
-    let auc = roc_auc(&scores, &labels).unwrap();
+    let scores: Vec<f64> = scores.iter().map(|&p| p as f64).collect();
+    let auc = mammo_eval::roc_auc(&scores, &labels).unwrap();
     assert!(auc > 0.8, "held-out AUC {auc}");
     // The score averages the eight views of a patch, so turning or mirroring a patch leaves it (up to
     // the order of the float sum) unchanged.

@@ -23,7 +23,6 @@ use crate::config::TrainConfig;
 use crate::data::{PatchData, parse_labels, parse_split};
 use crate::error::{NnError, Result};
 use crate::export::export;
-use crate::metrics::roc_auc;
 use crate::model::classifier::AUX_MASK_BITS;
 use crate::model::{CLASSIFIER, Classifier};
 use crate::observer::{Outcome, TrainObserver};
@@ -337,6 +336,7 @@ impl<'a> Validation<'a> {
             })
             .sum::<f64>()
             / logits.len() as f64;
-        roc_auc(&logits, &labels).map(|auc| (loss, auc))
+        let scores: Vec<f64> = logits.iter().map(|&z| z as f64).collect();
+        mammo_eval::roc_auc(&scores, &labels).map(|auc| (loss, auc))
     }
 }
