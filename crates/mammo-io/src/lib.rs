@@ -44,6 +44,22 @@ pub fn read_image(path: &Path) -> Result<Mammogram> {
     Err(IoError::format(path, "not a DICOM (no DICM preamble), PNG or PGM (P2/P5) file"))
 }
 
+/// Decodes an image held in memory, sniffed by content as [`read_image`] does; `name` only names the
+/// source in errors (the server passes "request body"). Nothing touches the disk, so a request body can
+/// never be left behind in a temporary folder.
+pub fn read_image_bytes(name: &Path, bytes: &[u8]) -> Result<Mammogram> {
+    if bytes.len() >= 132 && &bytes[128..132] == b"DICM" {
+        return dicom::decode_dicom_bytes(name, bytes);
+    }
+    if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+        return png_io::decode_png(name, std::io::Cursor::new(bytes));
+    }
+    if bytes.starts_with(b"P5") || bytes.starts_with(b"P2") {
+        return pgm::decode_pgm(name, bytes);
+    }
+    Err(IoError::format(name, "not a DICOM (no DICM preamble), PNG or PGM (P2/P5) file"))
+}
+
 /// The metadata and size of an image without decoding its pixels where the format allows (DICOM).
 pub fn read_info(path: &Path) -> Result<(ImageInfo, usize, usize)> {
     let head = read_head(path, 132)?;
@@ -60,4 +76,31 @@ fn read_head(path: &Path, n: usize) -> Result<Vec<u8>> {
     let mut buf = Vec::with_capacity(n);
     file.take(n as u64).read_to_end(&mut buf).map_err(|e| IoError::io(path, e))?;
     Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// From memory and from a file, the same image; errors name the given source, not a path.
+    #[test]
+    fn bytes_decode_like_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let img = GrayImage::from_vec(3, 2, vec![0u16, 1, 2, 300, 4000, 65535]);
+        let png = dir.path().join("a.png");
+        png_io::write_png16(&png, &img).unwrap();
+        let pgm = dir.path().join("a.pgm");
+        pgm::write_pgm(&pgm, &img, 65535).unwrap();
+        let body = Path::new("request body");
+        for f in [&png, &pgm] {
+            let from_memory = read_image_bytes(body, &std::fs::read(f).unwrap()).unwrap();
+            assert_eq!(from_memory, read_image(f).unwrap(), "{}", f.display());
+        }
+        let e = read_image_bytes(body, b"garbage").unwrap_err().to_string();
+        assert_eq!(e, "request body: not a DICOM (no DICM preamble), PNG or PGM (P2/P5) file");
+        let mut truncated = std::fs::read(&png).unwrap();
+        truncated.truncate(40);
+        let e = read_image_bytes(body, &truncated).unwrap_err().to_string();
+        assert!(e.starts_with("request body: ") && e.lines().count() == 1, "{e}");
+    }
 }

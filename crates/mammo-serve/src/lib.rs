@@ -8,4 +8,4 @@ pub mod server;
 
 pub use evaluate_images::{ImageEvaluation, ImageSet, evaluate_images};
 pub use explain::{ExplainError, ExplainResult, Explanation, RegionOut, explain_image, explain_image_with};
-pub use server::{ServeOptions, check_bind, serve};
+pub use server::{Limits, ServeOptions, check_bind, check_token, serve};

@@ -1,8 +1,10 @@
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Result, bail};
+use mammo_serve::Limits;
 use mammo_serve::sagemaker::{self, Paths};
 
 #[derive(clap::Args)]
@@ -17,16 +19,41 @@ pub struct Args {
     /// Port (0: any free port). Default 8080 (in SageMaker mode `SAGEMAKER_BIND_TO_PORT` if set).
     #[arg(long)]
     port: Option<u16>,
-    /// Require `Authorization: Bearer TOKEN` on /invocations (default: $MAMMOGAN_TOKEN).
-    #[arg(long)]
+    /// Require `Authorization: Bearer TOKEN` on /invocations, TOKEN read from this file (surrounding
+    /// white space ignored). Or set $MAMMOGAN_TOKEN. Never on the command line, where `ps` shows it.
+    #[arg(long, value_name = "PATH")]
+    token_file: Option<PathBuf>,
+    /// Gone: a token on the command line is visible to every user through `ps`.
+    #[arg(long, hide = true)]
     token: Option<String>,
     /// SageMaker mode: serve /opt/ml/model on 0.0.0.0:8080 without a token (also when no RUN is given and
     /// $SAGEMAKER_BASE_DIR is set or /opt/ml/model exists).
     #[arg(long)]
     sagemaker: bool,
     /// Largest request body in MiB (413 beyond it).
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = mammo_serve::server::DEFAULT_MAX_BODY / (1024 * 1024))]
     max_body_mb: usize,
+    /// Most open connections (503 and closed beyond).
+    #[arg(long, default_value_t = Limits::default().max_connections)]
+    max_connections: usize,
+    /// Most /invocations reading their body, decoding or inferring at once.
+    #[arg(long, default_value_t = Limits::default().max_in_flight)]
+    max_in_flight: usize,
+    /// Most /invocations waiting for a place (503 with Retry-After beyond).
+    #[arg(long, default_value_t = Limits::default().queue)]
+    queue: usize,
+    /// Seconds a client has to send a request head; also the keep-alive idle timeout.
+    #[arg(long, default_value_t = Limits::default().header_timeout.as_secs_f64())]
+    header_timeout_s: f64,
+    /// Seconds a client has to send a request body (408 beyond).
+    #[arg(long, default_value_t = Limits::default().body_timeout.as_secs_f64())]
+    body_timeout_s: f64,
+    /// Seconds a response may wait for a client that does not read it.
+    #[arg(long, default_value_t = Limits::default().write_timeout.as_secs_f64())]
+    write_timeout_s: f64,
+    /// Seconds requests in progress get to finish after SIGTERM, before the server exits anyway.
+    #[arg(long, default_value_t = Limits::default().grace.as_secs_f64())]
+    grace_s: f64,
     /// Tile stride as a fraction of the patch size.
     #[arg(long, default_value_t = 0.5)]
     stride: f64,
@@ -68,13 +95,29 @@ pub fn run(args: Args) -> Result<()> {
         },
         (None, None) => sagemaker::DEFAULT_PORT,
     };
-    let token = args.token.clone().or_else(|| std::env::var("MAMMOGAN_TOKEN").ok()).filter(|t| !t.is_empty());
+    if args.token.is_some() {
+        bail!("--token is gone: `ps` shows it to every user; use --token-file PATH or $MAMMOGAN_TOKEN");
+    }
+    let token = token(args.token_file.as_deref(), std::env::var_os("MAMMOGAN_TOKEN"))?;
+    if args.max_body_mb == 0 {
+        bail!("--max-body-mb 0: must be at least 1");
+    }
+    let limits = Limits {
+        max_connections: positive("--max-connections", args.max_connections)?,
+        max_in_flight: positive("--max-in-flight", args.max_in_flight)?,
+        queue: args.queue,
+        header_timeout: seconds("--header-timeout-s", args.header_timeout_s)?,
+        body_timeout: seconds("--body-timeout-s", args.body_timeout_s)?,
+        write_timeout: seconds("--write-timeout-s", args.write_timeout_s)?,
+        grace: seconds("--grace-s", args.grace_s)?,
+    };
     let opts = mammo_serve::ServeOptions {
         addr: SocketAddr::new(host, port),
         token,
         sagemaker: sm.is_some(),
         max_body: args.max_body_mb.saturating_mul(1024 * 1024),
         stride: args.stride,
+        limits,
     };
     // Refused before the (slow) model load.
     mammo_serve::check_bind(&opts.addr, opts.token.as_deref(), opts.sagemaker).map_err(anyhow::Error::msg)?;
@@ -96,4 +139,73 @@ pub fn run(args: Args) -> Result<()> {
         println!("serving on {addr}");
         let _ = std::io::stdout().flush();
     })
+}
+
+/// The token from `--token-file` or `$MAMMOGAN_TOKEN` (not both: which one counts would be a guess).
+/// A blank one is refused rather than taken as "no token": it would look set while guarding nothing.
+fn token(file: Option<&Path>, env: Option<std::ffi::OsString>) -> Result<Option<String>> {
+    let (source, raw) = match (file, env) {
+        (Some(_), Some(_)) => bail!("--token-file and $MAMMOGAN_TOKEN are both set: give one"),
+        (Some(f), None) => {
+            let text = std::fs::read_to_string(f).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
+            (f.display().to_string(), text)
+        }
+        (None, Some(v)) => {
+            let v = v.into_string().map_err(|_| anyhow::anyhow!("$MAMMOGAN_TOKEN: not valid UTF-8"))?;
+            ("$MAMMOGAN_TOKEN".to_string(), v)
+        }
+        (None, None) => return Ok(None),
+    };
+    let t = raw.trim();
+    mammo_serve::check_token(t).map_err(|e| anyhow::anyhow!("{source}: {e}"))?;
+    if let Some(f) = file {
+        warn_if_readable_by_others(f);
+    }
+    Ok(Some(t.to_string()))
+}
+
+fn warn_if_readable_by_others(f: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let open = std::fs::metadata(f).is_ok_and(|m| m.permissions().mode() & 0o077 != 0);
+    if open {
+        tracing::warn!("{}: readable by other users (chmod 600 it)", f.display());
+    }
+}
+
+fn positive(flag: &str, n: usize) -> Result<usize> {
+    if n == 0 {
+        bail!("{flag} 0: must be at least 1");
+    }
+    Ok(n)
+}
+
+fn seconds(flag: &str, s: f64) -> Result<Duration> {
+    if !(s.is_finite() && s > 0.0 && s <= 86_400.0) {
+        bail!("{flag} {s}: must be a number of seconds in (0, 86400]");
+    }
+    Ok(Duration::from_secs_f64(s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_sources() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("token");
+        std::fs::write(&f, "s3cret\n").unwrap();
+        assert_eq!(token(Some(&f), None).unwrap().as_deref(), Some("s3cret"));
+        assert_eq!(token(None, Some("  s3cret ".into())).unwrap().as_deref(), Some("s3cret"));
+        assert_eq!(token(None, None).unwrap(), None);
+        assert!(token(Some(&f), Some("x".into())).unwrap_err().to_string().contains("both"));
+        std::fs::write(&f, " \n\t").unwrap();
+        let e = token(Some(&f), None).unwrap_err().to_string();
+        assert_eq!(e, format!("{}: the token is empty or blank", f.display()));
+        assert_eq!(
+            token(None, Some("".into())).unwrap_err().to_string(),
+            "$MAMMOGAN_TOKEN: the token is empty or blank"
+        );
+        assert!(token(Some(&dir.path().join("missing")), None).unwrap_err().to_string().contains("missing"));
+    }
 }
