@@ -151,8 +151,8 @@ def check_mammogan(name, doc, problems):
     elif name == "invoke-endpoint.json":
         for pair in filter(None, (p.strip() for p in re.split("[;,]", doc.get("CustomAttributes", "")))):
             key = pair.split("=", 1)[0].strip()
-            if "=" not in pair or key not in CUSTOM_ATTRIBUTE_KEYS:
-                problems.append(f"{where}: CustomAttributes {pair!r}: the server accepts key=value with keys "
+            if "=" in pair and key not in CUSTOM_ATTRIBUTE_KEYS:
+                problems.append(f"{where}: CustomAttributes {pair!r}: the server refuses key=value pairs with keys other than "
                                 f"{sorted(CUSTOM_ATTRIBUTE_KEYS)}")
 
 
