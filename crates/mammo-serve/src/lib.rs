@@ -1,6 +1,7 @@
 //! Serving mammogan's models: whole-mammogram inference ([`explain`]), the HTTP server ([`server`]) and
 //! the SageMaker container contract ([`sagemaker`]). Above `mammo-nn` and `mammo-run`, below the binary.
 
+pub mod custom_attributes;
 pub mod evaluate_images;
 pub mod explain;
 pub mod sagemaker;

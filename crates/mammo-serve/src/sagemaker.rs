@@ -540,4 +540,34 @@ mod tests {
         paths.write_failure("bad\nthing");
         assert_eq!(std::fs::read_to_string(paths.failure()).unwrap(), "bad thing");
     }
+
+    /// The request document in docs/sagemaker (checked against botocore's service model by
+    /// tests/aws/check_sagemaker_requests.py) asks for what this contract accepts: its hyperparameters
+    /// are all mammogan's and make a valid config, and its channels, as SageMaker writes them into
+    /// inputdataconfig.json, give the `training` channel in a mode that is read.
+    #[test]
+    fn the_documented_training_job_is_accepted() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/sagemaker/create-training-job.json");
+        let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let hp = Hyperparameters::parse(&doc["HyperParameters"]).unwrap();
+        assert!(hp.ignored.is_empty(), "{}: hyperparameters mammogan ignores: {:?}", path.display(), hp.ignored);
+        hp.train_config().unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let paths = Paths::new(tmp.path());
+        let mut channels = serde_json::Map::new();
+        for ch in doc["InputDataConfig"].as_array().unwrap() {
+            let name = ch["ChannelName"].as_str().unwrap();
+            let mode = ch.get("InputMode").unwrap_or(&doc["AlgorithmSpecification"]["TrainingInputMode"]);
+            channels.insert(
+                name.into(),
+                serde_json::json!({"TrainingInputMode": mode, "S3DistributionType": "FullyReplicated", "RecordWrapperType": "None"}),
+            );
+            std::fs::create_dir_all(paths.channel(name)).unwrap();
+            std::fs::write(paths.channel(name).join("dataset.json"), "{}").unwrap();
+        }
+        std::fs::create_dir_all(paths.config_dir()).unwrap();
+        std::fs::write(paths.input_data_config(), serde_json::Value::Object(channels).to_string()).unwrap();
+        let (name, dir) = choose_channel(&paths, hp.channel.as_deref()).unwrap();
+        assert_eq!((name.as_str(), dir), ("training", paths.channel("training")));
+    }
 }

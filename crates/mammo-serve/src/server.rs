@@ -7,7 +7,9 @@
 //!   a base64 PNG at the original size (see [`Invocation`]); with `Accept: image/png`, the overlay PNG
 //!   itself (score in the `X-Mammogan-Score` header). `?spacing_mm=MM` gives the pixel spacing of images
 //!   that carry none, from [`SPACING_RANGE_MM`] (0.01 to 1 mm: every mammography detector and scanner
-//!   lies well inside it).
+//!   lies well inside it). Behind SageMaker, which forwards no query string and returns no custom
+//!   header, the spacing comes in and the score goes out through `X-Amzn-SageMaker-Custom-Attributes`
+//!   (see [`crate::custom_attributes`]).
 //! - `GET /execution-parameters`: for SageMaker batch transform.
 //!
 //! Bad input gets a 4xx with `{"error": "..."}` and never takes the server down: 400 for a body that is
@@ -374,10 +376,11 @@ async fn invocations(
     let too_large =
         || closing(error(StatusCode::PAYLOAD_TOO_LARGE, format!("request body over {} bytes", state.max_body)));
     // Everything that can be refused from the head is refused before waiting or reading.
-    let spacing = match spacing_param(&parts.uri) {
-        Ok(s) => s,
-        Err(e) => return closing(error(StatusCode::BAD_REQUEST, e)),
-    };
+    let spacing =
+        match spacing_param(&parts.uri).and_then(|q| crate::custom_attributes::request_spacing(&parts.headers, q)) {
+            Ok(s) => s,
+            Err(e) => return closing(error(StatusCode::BAD_REQUEST, e)),
+        };
     let declared = content_length(&parts.headers);
     if declared.is_some_and(|n| n > state.max_body as u64) {
         return too_large();
@@ -468,11 +471,15 @@ fn infer(state: &AppState, id: &str, body: &[u8], spacing: Option<f64>, want_png
         if let Ok(v) = HeaderValue::from_str(&format!("{:.6}", explained.result.score)) {
             r.headers_mut().insert("x-mammogan-score", v);
         }
+        crate::custom_attributes::add_score(r.headers_mut(), explained.result.score);
         return Ok(r);
     }
     let heatmap_png_base64 = base64::engine::general_purpose::STANDARD.encode(explained.heatmap_png());
     let heatmap_max = explained.heat_max();
-    Ok(axum::Json(Invocation { result: explained.result, heatmap_png_base64, heatmap_max }).into_response())
+    let score = explained.result.score;
+    let mut r = axum::Json(Invocation { result: explained.result, heatmap_png_base64, heatmap_max }).into_response();
+    crate::custom_attributes::add_score(r.headers_mut(), score);
+    Ok(r)
 }
 
 #[cfg(test)]

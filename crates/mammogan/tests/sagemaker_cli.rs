@@ -76,6 +76,23 @@ fn captures(stdout: &str, key: &str) -> Vec<f64> {
         .collect()
 }
 
+/// Every entry under `dir`: path, size, modification time. SageMaker mounts FastFile channels read-only;
+/// as root (CI) a read-only tree cannot be simulated with modes, so the tests check that a job changes
+/// nothing under `input/` instead (tests/container/sagemaker mounts it read-only for real).
+fn listing(dir: &Path) -> Vec<(std::path::PathBuf, u64, std::time::SystemTime)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        let m = std::fs::symlink_metadata(&p).unwrap();
+        out.push((p.clone(), m.len(), m.modified().unwrap()));
+        if m.is_dir() {
+            out.extend(listing(&p));
+        }
+    }
+    out.sort();
+    out
+}
+
 fn hashes(stdout: &[u8]) -> Vec<String> {
     String::from_utf8_lossy(stdout).lines().filter(|l| l.contains("weights blake3")).map(|l| l.to_string()).collect()
 }
@@ -85,11 +102,17 @@ fn train_contract_writes_the_model_and_metric_lines() {
     let (tmp, _, ds) = small_dataset();
     let base = tmp.path().join("sm-ok");
     sm_tree(&base, tiny(4, "all"), Some(ds));
+    // FastFile, as docs/sagemaker/create-training-job.json asks for.
+    let idc =
+        serde_json::json!({"training": {"TrainingInputMode": "FastFile", "S3DistributionType": "FullyReplicated"}});
+    std::fs::write(base.join("input/config/inputdataconfig.json"), idc.to_string()).unwrap();
+    let input = listing(&base.join("input"));
     let out = sm_train(&base).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}{stderr}");
     assert!(!base.join("output/failure").exists());
+    assert!(listing(&base.join("input")) == input, "the job wrote under input/ (read-only on SageMaker)");
     for f in [
         "model/model/model.json",
         "model/model/classifier.safetensors",

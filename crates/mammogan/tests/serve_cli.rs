@@ -90,8 +90,13 @@ impl Drop for Server {
 }
 
 /// Starts `serve` and reads its "serving on ADDR" line.
-fn start(mut cmd: Command) -> Server {
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
+fn start(cmd: Command) -> Server {
+    start_logging(cmd, Stdio::inherit())
+}
+
+/// `start` with the server's stderr (its log) going to `stderr`.
+fn start_logging(mut cmd: Command, stderr: Stdio) -> Server {
+    let mut child = cmd.stdout(Stdio::piped()).stderr(stderr).spawn().unwrap();
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
     let listening = Instant::now();
@@ -562,4 +567,72 @@ fn oversized_images_and_spacings_are_refused() {
     let peak = proc_kib(server.child.id(), "VmHWM");
     assert!(peak < 400 * 1024, "peak {peak} KiB");
     assert_eq!(http(server.addr, "POST", "/invocations?spacing_mm=0.4", &[], &dicom).status, 200);
+}
+
+// ---- What SageMaker's InvokeEndpoint forwards (issue 12) ----
+
+/// An endpoint as SageMaker runs it: SageMaker mode from the model directory, the port from
+/// `SAGEMAKER_BIND_TO_PORT`, a `MAMMOGAN_TOKEN` left in the environment (ignored, with a warning), and
+/// requests carrying only what InvokeEndpoint forwards: the body, Content-Type, Accept and
+/// `X-Amzn-SageMaker-Custom-Attributes`; no query string, no Authorization. The score comes back in the
+/// response's custom attributes, the one header InvokeEndpoint returns, for JSON and PNG answers alike.
+#[test]
+fn invocations_carry_only_what_invoke_endpoint_forwards() {
+    let (_, ph, base) = trained();
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("serve.log");
+    let mut cmd = exe();
+    cmd.args(["serve", "--host", "127.0.0.1"])
+        .env("SAGEMAKER_BASE_DIR", base)
+        .env("SAGEMAKER_BIND_TO_PORT", "0")
+        .env("MAMMOGAN_TOKEN", "s3cret");
+    let mut server = start_logging(cmd, Stdio::from(std::fs::File::create(&log).unwrap()));
+    // Port 0 from SAGEMAKER_BIND_TO_PORT, not the default 8080.
+    assert_ne!(server.addr.port(), 8080);
+    const ATTRS: &str = "X-Amzn-SageMaker-Custom-Attributes";
+    let score_attr = |r: &Reply| -> f64 {
+        let line = r.headers.lines().find_map(|l| l.strip_prefix("x-amzn-sagemaker-custom-attributes: "));
+        let v = line.unwrap_or_else(|| panic!("no custom attributes in the answer: {}", r.headers));
+        v.trim().strip_prefix("score=").unwrap_or_else(|| panic!("{v}")).parse().unwrap()
+    };
+
+    // No Authorization header, yet 200: the token is not checked in SageMaker mode.
+    let dicom = std::fs::read(first_image(ph)).unwrap();
+    let r = http(server.addr, "POST", "/invocations", &[("Content-Type", "application/dicom")], &dicom);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let score = r.json()["score"].as_f64().unwrap();
+    assert!((score_attr(&r) - score).abs() <= 5e-7, "{} vs {score}", score_attr(&r));
+
+    // A PNG carries no spacing: it comes in the custom attributes (the phantom's is 0.4 mm), and the
+    // score equals the DICOM's.
+    let png = tmp.path().join("image.png");
+    ok(exe().args(["convert", first_image(ph).to_str().unwrap(), png.to_str().unwrap()]));
+    let png = std::fs::read(&png).unwrap();
+    let r =
+        http(server.addr, "POST", "/invocations", &[("Content-Type", "image/png"), (ATTRS, "spacing_mm=0.4")], &png);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let v = r.json();
+    assert_eq!(v["spacing_mm"].as_f64(), Some(0.4), "{v}");
+    assert!((v["score"].as_f64().unwrap() - score).abs() < 1e-6, "same pixels, same spacing, same score: {v}");
+    // Accept: image/png: the overlay is the body, and the score still reaches the caller.
+    let headers = [("Content-Type", "image/png"), ("Accept", "image/png"), (ATTRS, "spacing_mm=0.4")];
+    let r = http(server.addr, "POST", "/invocations", &headers, &png);
+    assert_eq!(r.status, 200);
+    assert!(r.body.starts_with(b"\x89PNG\r\n\x1a\n"));
+    assert!((score_attr(&r) - score).abs() <= 5e-7, "{} vs {score}", score_attr(&r));
+
+    // A misspelt or out-of-range attribute is a 400 naming the header, never a silent default.
+    for (bad, why) in [("spacing=0.4", "unknown key"), ("spacing_mm=4", "0.01 to 1 mm")] {
+        let r = http(server.addr, "POST", "/invocations", &[(ATTRS, bad)], &png);
+        assert_eq!(r.status, 400, "{bad}");
+        let e = r.json()["error"].as_str().unwrap().to_string();
+        assert!(e.starts_with(ATTRS) && e.contains(why), "{bad}: {e}");
+    }
+    let r = http(server.addr, "POST", "/invocations?spacing_mm=0.4", &[(ATTRS, "spacing_mm=0.4")], &png);
+    assert_eq!(r.status, 400);
+
+    sigterm(&server);
+    assert!(server.child.wait().unwrap().success());
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(log.contains("SageMaker mode: $MAMMOGAN_TOKEN ignored"), "{log}");
 }

@@ -27,7 +27,8 @@ pub struct Args {
     #[arg(long, hide = true)]
     token: Option<String>,
     /// SageMaker mode: serve /opt/ml/model on 0.0.0.0:8080 without a token (also when no RUN is given and
-    /// $SAGEMAKER_BASE_DIR is set or /opt/ml/model exists).
+    /// $SAGEMAKER_BASE_DIR is set or /opt/ml/model exists). A token set anyway is ignored, with a warning:
+    /// InvokeEndpoint forwards no Authorization header.
     #[arg(long)]
     sagemaker: bool,
     /// Largest request body in MiB (413 beyond it).
@@ -98,7 +99,20 @@ pub fn run(args: Args) -> Result<()> {
     if args.token.is_some() {
         bail!("--token is gone: `ps` shows it to every user; use --token-file PATH or $MAMMOGAN_TOKEN");
     }
-    let token = token(args.token_file.as_deref(), std::env::var_os("MAMMOGAN_TOKEN"))?;
+    let token = if sm.is_some() {
+        // InvokeEndpoint forwards no Authorization header, so a token would turn every call into a 401;
+        // AWS authenticates callers (SigV4, IAM) before anything reaches the container. Not even read: a
+        // stale or blank MAMMOGAN_TOKEN left in an endpoint's environment must not stop it from starting.
+        if let Some(source) = token_source(args.token_file.as_deref(), std::env::var_os("MAMMOGAN_TOKEN").is_some()) {
+            tracing::warn!(
+                "SageMaker mode: {source} ignored, no token is checked (InvokeEndpoint forwards no Authorization \
+                 header; AWS authenticates the callers)"
+            );
+        }
+        None
+    } else {
+        token(args.token_file.as_deref(), std::env::var_os("MAMMOGAN_TOKEN"))?
+    };
     if args.max_body_mb == 0 {
         bail!("--max-body-mb 0: must be at least 1");
     }
@@ -162,6 +176,16 @@ fn token(file: Option<&Path>, env: Option<std::ffi::OsString>) -> Result<Option<
         warn_if_readable_by_others(f);
     }
     Ok(Some(t.to_string()))
+}
+
+/// Which token setting is present, for the SageMaker-mode warning.
+fn token_source(file: Option<&Path>, env: bool) -> Option<String> {
+    match (file, env) {
+        (Some(f), true) => Some(format!("--token-file {} and $MAMMOGAN_TOKEN", f.display())),
+        (Some(f), false) => Some(format!("--token-file {}", f.display())),
+        (None, true) => Some("$MAMMOGAN_TOKEN".into()),
+        (None, false) => None,
+    }
 }
 
 fn warn_if_readable_by_others(f: &Path) {
