@@ -105,7 +105,7 @@ struct Patient {
     gland_amp: f64,
 }
 
-fn patient(seed: u64, p: usize) -> Patient {
+fn patient(seed: u64, p: usize, noise: f64) -> Patient {
     let mut rng = stream(seed, Purpose::Patient, p as u64, 0);
     // Roughly the screening population: 10 % A, 40 % B, 40 % C, 10 % D.
     let u: f64 = rng.random();
@@ -122,7 +122,7 @@ fn patient(seed: u64, p: usize) -> Patient {
         Density::C => (uniform(&mut rng, 0.33, 0.45), 0.09),
         Density::D => (uniform(&mut rng, 0.55, 0.70), 0.09),
     };
-    Patient { density, anatomy: PatientAnatomy::draw(&mut rng), gland_mean, gland_amp }
+    Patient { density, anatomy: PatientAnatomy::draw(&mut rng), gland_mean, gland_amp: gland_amp * noise }
 }
 
 /// Breasts are assigned their class in blocks of this many, stratified: each block holds the requested
@@ -194,7 +194,7 @@ pub(crate) fn generate(params: &PhantomParams, index: usize, with_lines: bool) -
     }
     let seed = params.seed;
     let slot = case_slot(index);
-    let woman = patient(seed, slot.patient);
+    let woman = patient(seed, slot.patient, params.anatomical_noise);
     let label = case_label(params, index);
     let (w, h) = params.image_size();
     let s = params.spacing_mm;
@@ -508,7 +508,7 @@ mod tests {
     /// The breast of image `i`, rebuilt as `generate` builds it.
     fn breast_of(p: &PhantomParams, i: usize) -> (Breast, Anatomy) {
         let (slot, (w, h)) = (case_slot(i), p.image_size());
-        let woman = patient(p.seed, slot.patient);
+        let woman = patient(p.seed, slot.patient, p.anatomical_noise);
         let mut rng = stream(p.seed, Purpose::View, i as u64, 0);
         let b = Breast::draw(&woman.anatomy, slot.laterality, slot.view, w, h, p.spacing_mm, &mut rng);
         let an = b.anatomy();

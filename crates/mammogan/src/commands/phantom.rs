@@ -71,6 +71,15 @@ pub struct PhantomArgs {
     /// Pixel spacing of the generated images in mm.
     #[arg(long)]
     pub spacing_mm: Option<f64>,
+    /// Scale of the glandular texture that masses hide in (1 = the base amplitudes; default 0.35).
+    #[arg(long)]
+    pub anatomical_noise: Option<f64>,
+    /// Exponent of the glandular texture's power spectrum, P(k) ~ 1/k^beta.
+    #[arg(long)]
+    pub texture_beta: Option<f64>,
+    /// Quantum noise: its standard deviation at full scale, as a fraction of the full scale.
+    #[arg(long)]
+    pub quantum_noise: Option<f64>,
 }
 
 fn parse_range<T: std::str::FromStr>(s: &str) -> Result<(T, T), String> {
@@ -83,6 +92,15 @@ impl PhantomArgs {
     pub fn apply(&self, p: &mut PhantomParams) {
         if let Some(v) = self.contrast {
             p.lesion_contrast = v;
+        }
+        if let Some(v) = self.anatomical_noise {
+            p.anatomical_noise = v;
+        }
+        if let Some(v) = self.texture_beta {
+            p.beta = v;
+        }
+        if let Some(v) = self.quantum_noise {
+            p.quantum_noise = v;
         }
         if let Some(v) = self.min_size {
             p.min_diameter_mm = v;
