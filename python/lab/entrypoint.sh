@@ -26,4 +26,7 @@ for a in "$@"; do
   esac
 done
 # The token travels in the environment (jupyter_server reads JUPYTER_TOKEN), not on the command line.
-exec jupyter lab --ip=0.0.0.0 --port=8888 --no-browser --ServerApp.root_dir=/work "$@"
+# 0.0.0.0 inside the container so that Docker can forward to it (publish on the host's 127.0.0.1);
+# MAMMOGAN_LAB_IP / _PORT / _ROOT change the address, port and notebook folder (e.g. outside a container).
+exec jupyter lab --ip="${MAMMOGAN_LAB_IP:-0.0.0.0}" --port="${MAMMOGAN_LAB_PORT:-8888}" --no-browser \
+  --ServerApp.root_dir="${MAMMOGAN_LAB_ROOT:-/work}" "$@"
