@@ -197,3 +197,72 @@ fn run(run_dir: &PathBuf, target: Target, start: Payload, rx: &Receiver<Msg>, st
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    fn payload() -> Payload {
+        Payload {
+            params: vec![("train.steps".into(), "20".into())],
+            tags: vec![],
+            start_ms: 0,
+            eval: vec![],
+            artifacts: vec![],
+            status: RunStatus::Finished,
+            end_ms: Some(1),
+        }
+    }
+
+    fn target(port: u16) -> Target {
+        Target::parse(&format!("http://127.0.0.1:{port}"), "e", |_| None).unwrap()
+    }
+
+    #[test]
+    fn a_server_that_never_answers_blocks_neither_logging_nor_the_end() {
+        // Accepts connections and never answers: the slowest server there is.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for s in listener.incoming() {
+                held.push(s);
+            }
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let live = Live::start(dir.path(), target(port), payload());
+        let t = Instant::now();
+        // More steps than the queue holds: the loop must never wait.
+        for step in 1..=(QUEUE_CAPACITY as u64 + 100) {
+            live.metrics(step, "classifier", &[("loss", 0.5)]);
+        }
+        assert!(t.elapsed() < Duration::from_secs(2), "logging waited {:?}", t.elapsed());
+        assert!(live.stopped.load(Ordering::Relaxed), "a full queue stops live sending");
+        let t = Instant::now();
+        assert!(matches!(live.finish(payload(), Duration::from_millis(500)), Finished::TimedOut));
+        assert!(t.elapsed() < Duration::from_secs(2), "the end waited {:?}", t.elapsed());
+    }
+
+    #[test]
+    fn a_server_that_is_down_leaves_a_record_of_what_was_not_sent() {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(crate::RunDir::METRICS), "{\"step\":1,\"model\":\"classifier\",\"loss\":0.5}\n")
+            .unwrap();
+        let live = Live::start(dir.path(), target(port), payload());
+        live.metrics(1, "classifier", &[("loss", 0.5)]);
+        match live.finish(payload(), Duration::from_secs(30)) {
+            Finished::Incomplete(left) => {
+                assert!(left.iter().any(|l| l.contains("never created")), "{left:?}");
+                assert!(left.iter().any(|l| l.contains("1 metric values")), "{left:?}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let state = State::read(dir.path()).unwrap().expect("the state records what was not sent");
+        assert!(!state.complete && state.run_id.is_empty() && !state.not_sent.is_empty());
+    }
+}
