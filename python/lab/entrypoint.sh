@@ -25,8 +25,14 @@ for a in "$@"; do
       echo "mammogan-lab: $a: the token is set through JUPYTER_TOKEN only" >&2; exit 2 ;;
   esac
 done
+# The example notebooks, where JupyterLab shows them (the image's copy is read-only): once, never over a
+# user's own.
+ROOT="${MAMMOGAN_LAB_ROOT:-/work}"
+if [ -d /opt/mammogan-lab/notebooks ] && [ ! -e "$ROOT/notebooks" ]; then
+  cp -r /opt/mammogan-lab/notebooks "$ROOT/notebooks" 2>/dev/null || echo "mammogan-lab: $ROOT is not writable: the example notebooks stay in /opt/mammogan-lab/notebooks" >&2
+fi
 # The token travels in the environment (jupyter_server reads JUPYTER_TOKEN), not on the command line.
 # 0.0.0.0 inside the container so that Docker can forward to it (publish on the host's 127.0.0.1);
 # MAMMOGAN_LAB_IP / _PORT / _ROOT change the address, port and notebook folder (e.g. outside a container).
 exec jupyter lab --ip="${MAMMOGAN_LAB_IP:-0.0.0.0}" --port="${MAMMOGAN_LAB_PORT:-8888}" --no-browser \
-  --ServerApp.root_dir="${MAMMOGAN_LAB_ROOT:-/work}" "$@"
+  --ServerApp.root_dir="$ROOT" "$@"
