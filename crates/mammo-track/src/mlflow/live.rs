@@ -6,7 +6,7 @@
 //! and [`Live::finish`] (then `evaluate`, or `mammogan track push RUN` later) sends from the files what
 //! the server has not confirmed, as `RUN/mlflow.json` records.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
@@ -121,7 +121,7 @@ impl Live {
     }
 }
 
-fn run(run_dir: &PathBuf, target: Target, start: Payload, rx: &Receiver<Msg>, stopped: &AtomicBool) -> Finished {
+fn run(run_dir: &Path, target: Target, start: Payload, rx: &Receiver<Msg>, stopped: &AtomicBool) -> Finished {
     let shown = target.shown().to_string();
     let warned = AtomicBool::new(false);
     let client = Client::new(target);
