@@ -1,7 +1,8 @@
 //! What a mammogan training run writes as it goes, independent of the model and of the deep-learning
 //! framework: the RUN directory's layout ([`RunDir`]), scalar metrics as JSON lines ([`MetricsJsonl`]),
 //! TensorBoard event files ([`TensorBoardWriter`]), image grids for them ([`image_grid_png`]), and atomic
-//! checkpoint directories ([`write_dir_atomically`], [`latest_checkpoint`]).
+//! checkpoint directories ([`write_dir_atomically`], [`latest_checkpoint`]), and the same run sent to an
+//! MLflow tracking server ([`mlflow`]).
 //!
 //! Every writer survives a crash and a resume the same way: what was logged is on its way to disk when
 //! the call returns, a record cut short by a kill is skipped by readers, and reopening a file for a run
@@ -34,6 +35,7 @@ mod error;
 pub mod event;
 mod grid;
 mod jsonl;
+pub mod mlflow;
 mod resume;
 mod rundir;
 mod tensorboard;

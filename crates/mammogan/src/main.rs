@@ -45,6 +45,8 @@ enum Command {
     Env(commands::env::Args),
     /// Where a run stands, from its manifest: running (or killed), finished, failed.
     Status(commands::status::Args),
+    /// Send a run to an MLflow tracking server (`track push RUN`), e.g. after the server was down.
+    Track(commands::track::Args),
     /// Re-run a finished run from its manifest and check it gives the same weights.
     Reproduce(commands::reproduce::Args),
     /// What differs between two runs: code, build, config, data, seeds, environment, speed, metrics.
@@ -72,6 +74,7 @@ fn main() -> ExitCode {
         Command::Inspect(a) => commands::inspect::run(a),
         Command::Env(a) => commands::env::run(a),
         Command::Status(a) => commands::status::run(a),
+        Command::Track(a) => commands::track::run(a),
         Command::Reproduce(a) => commands::reproduce::run(a, &progress),
         Command::Diff(a) => commands::diff::run(a),
     };

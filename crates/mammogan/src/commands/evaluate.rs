@@ -52,6 +52,7 @@ pub fn run(args: Args) -> Result<()> {
         &args.device,
         args.seed,
     )?;
+    crate::commands::track::after_evaluate(&args.run);
     println!("{}", serde_json::to_string_pretty(&metrics)?);
     println!("report: {}", args.run.join(RunDir::EVAL).join("report.html").display());
     Ok(())

@@ -14,4 +14,5 @@ pub mod reproduce;
 pub mod sagemaker;
 pub mod serve;
 pub mod status;
+pub mod track;
 pub mod train;

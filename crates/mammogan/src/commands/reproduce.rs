@@ -76,6 +76,7 @@ pub fn run(args: Args, progress: &Progress) -> Result<()> {
         threads: args.threads.unwrap_or(original.run.threads),
         resume: false,
         metric_lines: false,
+        mlflow: Default::default(),
     };
     train::train(&data, &out, &opts, progress).with_context(|| format!("reproducing {}", run.display()))?;
     drop(from_manifest);

@@ -51,6 +51,8 @@ pub struct TrainOpts {
     /// Print a `METRIC step=N train.MODEL.NAME=VALUE; ...` line on stdout per logged step (SageMaker mode).
     #[arg(skip)]
     pub metric_lines: bool,
+    #[command(flatten)]
+    pub mlflow: crate::commands::track::MlflowOpts,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Default, PartialEq, Eq)]
@@ -153,6 +155,7 @@ pub struct TrainSummary {
 /// `out` is new or empty), and running the command again replaces it.
 pub fn train(data: &Path, out: &Path, opts: &TrainOpts, progress: &Progress) -> Result<TrainSummary> {
     let models = opts.model.models();
+    let mlflow = opts.mlflow.target()?;
     let start = match check_start(data, out, opts, models) {
         Ok(s) => s,
         Err(e) => {
@@ -181,6 +184,7 @@ pub fn train(data: &Path, out: &Path, opts: &TrainOpts, progress: &Progress) -> 
 
     let manifest = new_manifest(&config, &config_toml, models, data, &dataset_info, out, &info, opts.resume);
     let mut writer = ManifestWriter::start(out, manifest)?;
+    let mlflow = crate::commands::track::start(mlflow, out, writer.manifest());
     let mut stopped = false;
     let result = train_models(
         &run,
@@ -194,6 +198,7 @@ pub fn train(data: &Path, out: &Path, opts: &TrainOpts, progress: &Progress) -> 
         &mut stopped,
         progress,
         opts.metric_lines,
+        mlflow.as_ref(),
     );
     let (status, error) = match &result {
         Ok(_) => (Status::Finished, None),
@@ -201,6 +206,7 @@ pub fn train(data: &Path, out: &Path, opts: &TrainOpts, progress: &Progress) -> 
         Err(e) => (Status::Failed, Some(crate::one_line(e))),
     };
     let ended = writer.end(status, error);
+    crate::commands::track::finish(mlflow, out);
     let summary = result?;
     ended?;
     Ok(summary)
@@ -292,6 +298,7 @@ fn train_models(
     stopped: &mut bool,
     progress: &Progress,
     metric_lines: bool,
+    mlflow: Option<&mammo_track::mlflow::Live>,
 ) -> Result<TrainSummary> {
     let mut summary = TrainSummary { weights: Default::default(), steps: Default::default(), device: info.clone() };
     for &kind in models {
@@ -299,6 +306,7 @@ fn train_models(
         let resumed_at = mammo_nn::checkpoint::latest(run.root(), model)?.map(|c| c.state.step).unwrap_or(0);
         let mut observer = CliObserver::open(run, model, resumed_at, progress, writer)?;
         observer.metric_lines = metric_lines;
+        observer.mlflow = mlflow;
         let outcome = match kind {
             ModelKind::Classifier => {
                 mammo_nn::train_classifier(run.root(), patches, config, device, &mut observer, stop)
@@ -328,7 +336,7 @@ fn train_models(
     Ok(summary)
 }
 
-/// Progress bar + `metrics.jsonl` + TensorBoard + the manifest.
+/// Progress bar + `metrics.jsonl` + TensorBoard + MLflow + the manifest.
 struct CliObserver<'a> {
     model: String,
     manifest: &'a mut ManifestWriter,
@@ -337,6 +345,7 @@ struct CliObserver<'a> {
     tb: TensorBoardWriter,
     error: Option<anyhow::Error>,
     metric_lines: bool,
+    mlflow: Option<&'a mammo_track::mlflow::Live>,
 }
 
 impl<'a> CliObserver<'a> {
@@ -361,7 +370,16 @@ impl<'a> CliObserver<'a> {
             TensorBoardWriter::create(run.tensorboard(), model, WallTime::System)?
         };
         let bar = progress.bar(0, model);
-        Ok(CliObserver { model: model.to_string(), manifest, bar, jsonl, tb, error: None, metric_lines: false })
+        Ok(CliObserver {
+            model: model.to_string(),
+            manifest,
+            bar,
+            jsonl,
+            tb,
+            error: None,
+            metric_lines: false,
+            mlflow: None,
+        })
     }
 
     fn keep<T, E: Into<anyhow::Error>>(&mut self, r: std::result::Result<T, E>) {
@@ -389,6 +407,9 @@ impl TrainObserver for CliObserver<'_> {
     fn scalars(&mut self, model: &str, step: u64, values: &[(&str, f64)]) {
         let r = self.jsonl.log(step, model, values);
         self.keep(r);
+        if let Some(m) = self.mlflow {
+            m.metrics(step, model, values);
+        }
         if self.metric_lines {
             let named: Vec<(String, f64)> = values.iter().map(|(k, v)| (format!("train.{model}.{k}"), *v)).collect();
             let line = mammo_serve::sagemaker::metric_line(&format!("step={step}"), &named);
