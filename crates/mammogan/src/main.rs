@@ -37,6 +37,8 @@ enum Command {
     Evaluate(commands::evaluate::Args),
     /// Score a whole mammogram and highlight malignancy features: overlay, heatmap, regions.
     Explain(commands::explain::Args),
+    /// Configurations x seeds, locally or as a Slurm job array: `run`, `status`, `collect`.
+    Sweep(commands::sweep::Args),
     /// Batch scoring: `merge` the scores of `explain --shard I/N` into one scores.csv.
     Scores(commands::scores::Args),
     /// HTTP inference: GET /ping, POST /invocations (SageMaker's contract; 127.0.0.1:8080 by default).
@@ -73,6 +75,7 @@ fn main() -> ExitCode {
         Command::Evaluate(a) => commands::evaluate::run(a),
         Command::Explain(a) => commands::explain::run(a),
         Command::Scores(a) => commands::scores::run(a),
+        Command::Sweep(a) => commands::sweep::run(a),
         Command::Serve(a) => commands::serve::run(a),
         Command::Convert(a) => commands::convert::run(a),
         Command::Inspect(a) => commands::inspect::run(a),

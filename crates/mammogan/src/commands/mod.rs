@@ -16,4 +16,5 @@ pub mod sagemaker;
 pub mod scores;
 pub mod serve;
 pub mod status;
+pub mod sweep;
 pub mod train;
