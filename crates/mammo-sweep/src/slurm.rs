@@ -146,7 +146,11 @@ mod tests {
             max_parallel: Some(2),
             image: None,
         };
-        let dir = Path::new("/s w/sweep");
+        // A space cannot stand in an #SBATCH line (the log path): refused by name.
+        let spaced = Path::new("/s w/sweep");
+        let e = script(spaced, spaced, 4, spaced, spaced, &o).unwrap_err();
+        assert!(e.starts_with("--out '/s w/sweep/slurm/%A_%a.out'"), "{e}");
+        let dir = Path::new("/s/sweep");
         let s =
             script(dir, &dir.join("slurm/pending.txt"), 4, Path::new("/opt/mammogan"), Path::new("/d"), &o).unwrap();
         for line in [
@@ -154,7 +158,7 @@ mod tests {
             "#SBATCH --cpus-per-task=2",
             "#SBATCH --partition=cpu",
             "#SBATCH --time=00:30:00",
-            "exec /opt/mammogan sweep trial '/s w/sweep' \"$id\" --threads 2",
+            "exec /opt/mammogan sweep trial /s/sweep \"$id\" --threads 2",
         ] {
             assert!(s.lines().any(|l| l == line), "{line} missing:\n{s}");
         }
