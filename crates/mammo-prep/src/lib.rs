@@ -18,6 +18,7 @@ pub mod pipeline;
 pub mod pseudonym;
 pub mod resample;
 pub mod segment;
+pub mod shard;
 pub mod split;
 pub mod tiling;
 
@@ -26,3 +27,4 @@ pub use error::{PrepError, Result};
 pub use image_prep::PreparedImage;
 pub use pipeline::{PrepParams, prepare};
 pub use pseudonym::{Namer, PseudonymKey};
+pub use shard::{ShardSpec, merge, prepare_shard};

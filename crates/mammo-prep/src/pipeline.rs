@@ -77,19 +77,20 @@ pub fn prepare(
     params: &PrepParams,
     progress: &(dyn Fn(usize, usize) + Sync),
 ) -> Result<DatasetInfo> {
+    let plan = Plan::load(format, input, out, params)?;
+    let all: Vec<usize> = (0..plan.cases.len()).collect();
+    let records = plan.records(&all, params, progress)?;
+    let metadata = plan.metadata()?;
+    build_dir(out, |tmp| write_records(tmp, input, records, &metadata, &plan.summary(params), params.patch.size))
+}
+
+/// Builds the new directory `out` through `write` into a partial sibling renamed when complete
+/// ([`mammo_io::partial`]): an error or a kill leaves nothing that looks done.
+pub(crate) fn build_dir<T>(out: &Path, write: impl FnOnce(&Path) -> Result<T>) -> Result<T> {
     // Not `exists()`, which follows links: a dangling link as OUT would be replaced by the rename.
     if std::fs::symlink_metadata(out).is_ok() {
         return Err(PrepError::invalid(out, "output already exists; choose a new path or remove it first"));
     }
-    if let Some(problem) = params.problem() {
-        return Err(PrepError::invalid(out, problem));
-    }
-    let cases = layouts::load(format, input)?;
-    if let Some(problem) = params.output_size_problem(&cases) {
-        return Err(PrepError::invalid(input, problem));
-    }
-    let outputs = process_all(&cases, params, progress)?;
-
     let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).map_err(|e| PrepError::io(parent, e))?;
     // `.NAME.partial-PID`; those a killed run left are removed first.
@@ -97,9 +98,9 @@ pub fn prepare(
     let tmp = mammo_io::partial::partial_dir(out);
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir(&tmp).map_err(|e| PrepError::io(&tmp, e))?;
-    let result = write_dataset(format, input, &tmp, &cases, outputs, params).and_then(|info| {
+    let result = write(&tmp).and_then(|value| {
         std::fs::rename(&tmp, out).map_err(|e| PrepError::io(out, e))?;
-        Ok(info)
+        Ok(value)
     });
     if result.is_err() {
         let _ = std::fs::remove_dir_all(&tmp);
@@ -107,8 +108,151 @@ pub fn prepare(
     result
 }
 
+/// What every process preparing (part of) one input computes identically from the layout's tables,
+/// without reading a pixel: the cases in input order, the patient split, the names.
+pub(crate) struct Plan {
+    pub format: Format,
+    pub input: PathBuf,
+    pub cases: Vec<Case>,
+    pub namer: Namer,
+    /// split_key -> split, over every patient of the input (so no shard count changes it).
+    pub splits: BTreeMap<String, Split>,
+}
+
+/// The dataset-wide facts a DATASET records beside its rows: the same for every shard.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Summary {
+    pub created_by: String,
+    pub source_format: String,
+    pub params: serde_json::Value,
+    pub spacing_mm: f64,
+    pub images: usize,
+    /// split -> number of patients.
+    pub patients: BTreeMap<String, usize>,
+}
+
+/// What one case contributes to a DATASET: its `index.csv` rows (ids assigned when written), the
+/// bytes of its patches and masks, and the input files it read, hashed and named.
+#[derive(Debug, Default)]
+pub(crate) struct CaseRecord {
+    pub rows: Vec<IndexRow>,
+    pub pixels: Vec<u8>,
+    pub masks: Vec<u8>,
+    pub inputs: Vec<HashedFile>,
+}
+
+impl Plan {
+    pub fn load(format: Format, input: &Path, out: &Path, params: &PrepParams) -> Result<Plan> {
+        if std::fs::symlink_metadata(out).is_ok() {
+            return Err(PrepError::invalid(out, "output already exists; choose a new path or remove it first"));
+        }
+        if let Some(problem) = params.problem() {
+            return Err(PrepError::invalid(out, problem));
+        }
+        let cases = layouts::load(format, input)?;
+        if let Some(problem) = params.output_size_problem(&cases) {
+            return Err(PrepError::invalid(input, problem));
+        }
+        // Patients, their worst label (over all images, lesions or not), and the split.
+        let mut patient_label: BTreeMap<String, Label> = BTreeMap::new();
+        for c in &cases {
+            let e = patient_label.entry(split_key(format, &c.patient)).or_insert(Label::Normal);
+            *e = (*e).max(c.label);
+        }
+        let splits = split::assign(&patient_label, params.split, params.seed);
+        // How patients and files are named: keyed pseudonyms (or the paths as they are, if asked).
+        let namer = Namer::new(params.key.clone(), format, params.keep_paths);
+        Ok(Plan { format, input: input.to_path_buf(), cases, namer, splits })
+    }
+
+    pub fn summary(&self, params: &PrepParams) -> Summary {
+        let mut patients: BTreeMap<String, usize> = BTreeMap::new();
+        for s in self.splits.values() {
+            *patients.entry(s.as_str().into()).or_default() += 1;
+        }
+        for s in Split::ALL {
+            patients.entry(s.as_str().into()).or_default();
+        }
+        Summary {
+            created_by: format!("mammogan {}", env!("CARGO_PKG_VERSION")),
+            source_format: self.format.name().into(),
+            params: serde_json::to_value(params).expect("params serialise"),
+            spacing_mm: params.spacing_mm,
+            images: self.cases.len(),
+            patients,
+        }
+    }
+
+    /// Processes the cases at `indices` (ascending) into their records.
+    pub fn records(
+        &self,
+        indices: &[usize],
+        params: &PrepParams,
+        progress: &(dyn Fn(usize, usize) + Sync),
+    ) -> Result<Vec<CaseRecord>> {
+        let outputs = process_all(&self.cases, indices, params, progress)?;
+        indices.iter().zip(outputs).map(|(&i, out)| self.record(&self.cases[i], out)).collect()
+    }
+
+    fn record(&self, case: &Case, out: CaseOutput) -> Result<CaseRecord> {
+        let patient_id = self.namer.patient(&case.patient);
+        let split = self.splits[&split_key(self.format, &case.patient)];
+        let mut rec = CaseRecord::default();
+        for (p, [x, y, w, h]) in out.patches {
+            for v in &p.pixels {
+                rec.pixels.extend_from_slice(&((v * 65535.0).round() as u16).to_le_bytes());
+            }
+            rec.masks.extend_from_slice(&p.mask);
+            rec.rows.push(IndexRow {
+                id: 0,
+                patient_id: patient_id.clone(),
+                split,
+                label: p.label,
+                source: self.namer.path(&self.input, &case.image),
+                x,
+                y,
+                w,
+                h,
+            });
+        }
+        rec.inputs = self.hash_inputs(out.inputs)?;
+        Ok(rec)
+    }
+
+    /// `files` hashed and named as `dataset.json` lists them.
+    fn hash_inputs(&self, mut files: Vec<PathBuf>) -> Result<Vec<HashedFile>> {
+        files.sort();
+        files.dedup();
+        files
+            .iter()
+            .map(|p| {
+                dataset::hash_file(p).map(|(bytes, blake3)| HashedFile {
+                    path: self.namer.path(&self.input, p),
+                    bytes,
+                    blake3,
+                })
+            })
+            .collect()
+    }
+
+    /// The layout's own files (tables, annotations), hashed and named.
+    pub fn metadata(&self) -> Result<Vec<HashedFile>> {
+        self.hash_inputs(metadata_files(&self.input)?)
+    }
+
+    /// The shard (of `of`) that prepares `case`: from its keyed patient pseudonym, so a woman's images
+    /// stay together and nothing about the patient is exposed by the assignment.
+    pub fn shard_of(&self, case: &Case, of: u32) -> u32 {
+        let pseudonym = self.namer.patient(&case.patient);
+        let h = blake3::hash(pseudonym.as_bytes());
+        let v = u64::from_le_bytes(h.as_bytes()[..8].try_into().expect("8 bytes"));
+        (v % of as u64) as u32
+    }
+}
+
 fn process_all(
     cases: &[Case],
+    indices: &[usize],
     params: &PrepParams,
     progress: &(dyn Fn(usize, usize) + Sync),
 ) -> Result<Vec<CaseOutput>> {
@@ -117,32 +261,35 @@ fn process_all(
     } else {
         params.threads
     }
-    .min(cases.len().max(1));
+    .min(indices.len().max(1));
     let next = AtomicUsize::new(0);
     let done = AtomicUsize::new(0);
-    let slots: Vec<Mutex<Option<Result<CaseOutput>>>> = cases.iter().map(|_| Mutex::new(None)).collect();
+    let slots: Vec<Mutex<Option<Result<CaseOutput>>>> = indices.iter().map(|_| Mutex::new(None)).collect();
     let failed = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|s| {
         for _ in 0..threads {
             s.spawn(|| {
                 loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= cases.len() || failed.load(Ordering::Relaxed) {
+                    let k = next.fetch_add(1, Ordering::Relaxed);
+                    if k >= indices.len() || failed.load(Ordering::Relaxed) {
                         break;
                     }
+                    // The case's index in the whole input seeds its draws, so a shard cuts the
+                    // same patches as the unsharded run.
+                    let i = indices[k];
                     let r = prepare_case(&cases[i], i, params);
                     if r.is_err() {
                         failed.store(true, Ordering::Relaxed);
                     }
-                    *slots[i].lock().unwrap() = Some(r);
-                    progress(done.fetch_add(1, Ordering::Relaxed) + 1, cases.len());
+                    *slots[k].lock().unwrap() = Some(r);
+                    progress(done.fetch_add(1, Ordering::Relaxed) + 1, indices.len());
                 }
             });
         }
     });
     // The first error in input order, so the message does not depend on thread timing. Workers take
     // cases in order and finish what they take, so every case before a failed one was processed.
-    let mut out = Vec::with_capacity(cases.len());
+    let mut out = Vec::with_capacity(indices.len());
     for (i, slot) in slots.into_iter().enumerate() {
         match slot.into_inner().unwrap() {
             Some(result) => out.push(result?),
@@ -240,55 +387,38 @@ fn split_key(format: Format, patient: &str) -> String {
 
 pub use crate::pseudonym::relative;
 
-fn write_dataset(
-    format: Format,
-    input: &Path,
+/// Writes the DATASET files into `dir` from the records of every case, in input order, and the
+/// layout's `metadata` files: the one writer of both `prepare` and `dataset merge`, so the two give the
+/// same bytes. `origin` names the input (or the shards) in an error.
+pub(crate) fn write_records(
     dir: &Path,
-    cases: &[Case],
-    outputs: Vec<CaseOutput>,
-    params: &PrepParams,
+    origin: &Path,
+    records: Vec<CaseRecord>,
+    metadata: &[HashedFile],
+    summary: &Summary,
+    patch_size: usize,
 ) -> Result<DatasetInfo> {
-    // How patients and files are named: keyed pseudonyms (or the paths as they are, if asked).
-    let namer = Namer::new(params.key.clone(), format, params.keep_paths);
-    // Patients, their worst label (over all images, lesions or not), and the split.
-    let mut patient_label: BTreeMap<String, Label> = BTreeMap::new();
-    for c in cases {
-        let e = patient_label.entry(split_key(format, &c.patient)).or_insert(Label::Normal);
-        *e = (*e).max(c.label);
-    }
-    let splits = split::assign(&patient_label, params.split, params.seed);
-
-    let s2 = params.patch.size * params.patch.size;
-    let total: usize = outputs.iter().map(|o| o.patches.len()).sum();
+    let total: usize = records.iter().map(|r| r.rows.len()).sum();
     if total == 0 {
-        return Err(PrepError::invalid(input, "no patch could be cut (are the images empty or smaller than a patch?)"));
+        return Err(PrepError::invalid(
+            origin,
+            "no patch could be cut (are the images empty or smaller than a patch?)",
+        ));
     }
+    let s2 = patch_size * patch_size;
     let mut pixels = Vec::with_capacity(total * s2 * 2);
     let mut masks = Vec::with_capacity(total * s2);
     let mut rows = Vec::with_capacity(total);
-    let mut input_files: Vec<PathBuf> = Vec::new();
+    let mut inputs: Vec<HashedFile> = metadata.to_vec();
     let mut counts: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
-    for (case, out) in cases.iter().zip(outputs) {
-        let patient_id = namer.patient(&case.patient);
-        let split = splits[&split_key(format, &case.patient)];
-        input_files.extend(out.inputs);
-        for (p, [x, y, w, h]) in out.patches {
-            for v in &p.pixels {
-                pixels.extend_from_slice(&((v * 65535.0).round() as u16).to_le_bytes());
-            }
-            masks.extend_from_slice(&p.mask);
-            *counts.entry(split.as_str().into()).or_default().entry(p.label.as_str().into()).or_default() += 1;
-            rows.push(IndexRow {
-                id: rows.len(),
-                patient_id: patient_id.clone(),
-                split,
-                label: p.label,
-                source: namer.path(input, &case.image),
-                x,
-                y,
-                w,
-                h,
-            });
+    for rec in records {
+        pixels.extend_from_slice(&rec.pixels);
+        masks.extend_from_slice(&rec.masks);
+        inputs.extend(rec.inputs);
+        for mut row in rec.rows {
+            *counts.entry(row.split.as_str().into()).or_default().entry(row.label.as_str().into()).or_default() += 1;
+            row.id = rows.len();
+            rows.push(row);
         }
     }
 
@@ -301,40 +431,27 @@ fn write_dataset(
     write(dataset::PATCHES_FILE, &pixels)?;
     write(dataset::MASKS_FILE, &masks)?;
 
-    // Every input: images, mask files, and the layout's tables and annotations.
-    input_files.extend(metadata_files(input)?);
-    input_files.sort();
-    input_files.dedup();
-    let mut inputs = input_files
-        .iter()
-        .map(|p| dataset::hash_file(p).map(|(bytes, blake3)| HashedFile { path: namer.path(input, p), bytes, blake3 }))
-        .collect::<Result<Vec<_>>>()?;
-    // Listed by the written name, so the order does not tell how the original names sort.
-    inputs.sort_by(|a, b| a.path.cmp(&b.path));
+    // Every input once (a file read by two images, a table): listed by the written name, so the
+    // order does not tell how the original names sort.
+    inputs.sort_by(|a, b| a.path.cmp(&b.path).then_with(|| a.blake3.cmp(&b.blake3)));
+    inputs.dedup();
     let outputs = [dataset::INDEX_CSV, dataset::PATCHES_FILE, dataset::MASKS_FILE]
         .iter()
         .map(|n| {
             dataset::hash_file(&dir.join(n)).map(|(bytes, blake3)| HashedFile { path: n.to_string(), bytes, blake3 })
         })
         .collect::<Result<Vec<_>>>()?;
-    let mut patients: BTreeMap<String, usize> = BTreeMap::new();
-    for s in splits.values() {
-        *patients.entry(s.as_str().into()).or_default() += 1;
-    }
-    for s in Split::ALL {
-        patients.entry(s.as_str().into()).or_default();
-    }
     let info = DatasetInfo {
         format_version: dataset::DATASET_FORMAT_VERSION,
-        created_by: format!("mammogan {}", env!("CARGO_PKG_VERSION")),
-        source_format: format.name().into(),
-        params: serde_json::to_value(params).expect("params serialise"),
-        patch_size: params.patch.size,
-        spacing_mm: params.spacing_mm,
+        created_by: summary.created_by.clone(),
+        source_format: summary.source_format.clone(),
+        params: summary.params.clone(),
+        patch_size,
+        spacing_mm: summary.spacing_mm,
         patches: rows.len(),
         counts,
-        patients,
-        images: cases.len(),
+        patients: summary.patients.clone(),
+        images: summary.images,
         content_hash: dataset::content_hash(&outputs),
         inputs,
         outputs,

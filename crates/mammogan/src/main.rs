@@ -29,12 +29,18 @@ enum Command {
     Phantom(commands::phantom::Args),
     /// Turn a dataset layout into a prepared, patient-split DATASET of patches and masks.
     Prepare(commands::prepare::Args),
+    /// Work on DATASET directories: `merge` the shards of `prepare --shard I/N`.
+    Dataset(commands::dataset::Args),
     /// Train the benign/malignant classifier and the malignancy-highlighting attribution GAN.
     Train(commands::train::Args),
     /// Measure a run against labels and ground-truth masks: metrics.json and report.html.
     Evaluate(commands::evaluate::Args),
     /// Score a whole mammogram and highlight malignancy features: overlay, heatmap, regions.
     Explain(commands::explain::Args),
+    /// Configurations x seeds, locally or as a Slurm job array: `run`, `status`, `collect`.
+    Sweep(commands::sweep::Args),
+    /// Batch scoring: `merge` the scores of `explain --shard I/N` into one scores.csv.
+    Scores(commands::scores::Args),
     /// HTTP inference: GET /ping, POST /invocations (SageMaker's contract; 127.0.0.1:8080 by default).
     Serve(commands::serve::Args),
     /// Convert a mammogram (DICOM, PGM, PNG) into a 16-bit PNG of its values (or 8-bit with --voi).
@@ -66,9 +72,12 @@ fn main() -> ExitCode {
         Command::Quickstart(a) => commands::quickstart::run(a, &progress),
         Command::Phantom(a) => commands::phantom::run(a, &progress),
         Command::Prepare(a) => commands::prepare::run(a, &progress),
+        Command::Dataset(a) => commands::dataset::run(a),
         Command::Train(a) => commands::train::run(a, &progress),
         Command::Evaluate(a) => commands::evaluate::run(a),
         Command::Explain(a) => commands::explain::run(a),
+        Command::Scores(a) => commands::scores::run(a),
+        Command::Sweep(a) => commands::sweep::run(a),
         Command::Serve(a) => commands::serve::run(a),
         Command::Convert(a) => commands::convert::run(a),
         Command::Inspect(a) => commands::inspect::run(a),

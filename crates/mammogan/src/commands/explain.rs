@@ -29,11 +29,17 @@ pub struct Args {
     /// auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     device: String,
+    /// Explain only shard I of N of the images (counted from 0; every N-th image of the sorted list,
+    /// from the I-th), writing OUT/scores.I-of-N.csv; `mammogan scores merge` joins the N files into
+    /// the scores.csv of the unsharded run. Shards may share OUT: the image folders do not collide.
+    #[arg(long, value_parser = mammo_prep::ShardSpec::parse)]
+    shard: Option<mammo_prep::ShardSpec>,
 }
 
 pub fn run(args: Args) -> Result<()> {
     if let [image] = args.image.as_slice()
         && !image.is_dir()
+        && args.shard.is_none()
     {
         let r = explain(&args.run, image, &args.out, args.spacing, args.stride, &args.device)?;
         println!(
@@ -110,13 +116,18 @@ fn explain_many(args: &Args) -> Result<()> {
             args.image.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
         );
     }
+    // Folder names from the whole list, so that shards writing into one OUT never collide.
     let folders = folder_names(&inputs);
+    let work: Vec<(&Input, &String)> = (inputs.iter().zip(&folders).enumerate())
+        .filter(|(position, _)| args.shard.is_none_or(|s| s.holds_position(*position)))
+        .map(|(_, pair)| pair)
+        .collect();
     let (dev, _) = mammo_nn::select_device(&args.device, 0)?;
     let models = Models::load_on(&args.run, &dev)?;
 
     let mut rows = vec!["file,score,top_region_x,top_region_y,top_region_w,top_region_h,top_region_score".to_string()];
     let mut failed = 0;
-    for (input, folder) in inputs.iter().zip(&folders) {
+    for &(input, folder) in &work {
         let dir = args.out.join(folder);
         match explain_one(&models, &input.path, &input.label, &dir, args.spacing, args.stride) {
             Ok(r) => {
@@ -141,11 +152,14 @@ fn explain_many(args: &Args) -> Result<()> {
         }
     }
     std::fs::create_dir_all(&args.out).map_err(|e| mammo_io::IoError::io(&args.out, e))?;
-    let csv = args.out.join("scores.csv");
+    let csv = args.out.join(match args.shard {
+        Some(s) => mammo_sweep::scores::shard_file_name(s.index, s.of),
+        None => "scores.csv".into(),
+    });
     mammo_io::atomic::write_bytes(&csv, (rows.join("\n") + "\n").as_bytes())?;
-    println!("{} of {} images explained; wrote {}", inputs.len() - failed, inputs.len(), csv.display());
+    println!("{} of {} images explained; wrote {}", work.len() - failed, work.len(), csv.display());
     if failed > 0 {
-        bail!("{failed} of {} images could not be explained (see the warnings above)", inputs.len());
+        bail!("{failed} of {} images could not be explained (see the warnings above)", work.len());
     }
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! One module per subcommand: its arguments and the few lines that call the library.
 
 pub mod convert;
+pub mod dataset;
 pub mod diff;
 pub mod env;
 pub mod evaluate;
@@ -12,7 +13,9 @@ pub mod pseudonym_key;
 pub mod quickstart;
 pub mod reproduce;
 pub mod sagemaker;
+pub mod scores;
 pub mod serve;
 pub mod status;
+pub mod sweep;
 pub mod track;
 pub mod train;

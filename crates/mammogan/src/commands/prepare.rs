@@ -26,6 +26,11 @@ pub struct Args {
     /// pseudonymised, for de-identified data you need to trace back by eye; recorded in dataset.json.
     #[arg(long)]
     keep_paths: bool,
+    /// Prepare only the patients of shard I of N (counted from 0, e.g. $SLURM_ARRAY_TASK_ID/4) into a
+    /// SHARD directory at --out; `mammogan dataset merge` joins the N shards into the DATASET the
+    /// unsharded prepare writes, byte for byte. A woman's images stay in one shard.
+    #[arg(long, value_parser = mammo_prep::ShardSpec::parse)]
+    shard: Option<mammo_prep::ShardSpec>,
     #[command(flatten)]
     params: PrepArgs,
 }
@@ -81,6 +86,22 @@ pub fn run(args: Args, progress: &Progress) -> Result<()> {
     params.keep_paths = args.keep_paths;
     params.key = super::pseudonym_key::for_prepare(args.key_file.as_deref(), &args.input)?;
     let bar = progress.bar(0, "preparing");
+    if let Some(spec) = args.shard {
+        let done = mammo_prep::prepare_shard(args.format, &args.input, &args.out, &params, spec, &|done, total| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        })
+        .with_context(|| format!("prepare --format {} --shard {spec}", args.format.name()))?;
+        bar.finish_and_clear();
+        println!(
+            "prepared shard {spec}: {} patches from {} of {} images into {}",
+            done.patches,
+            done.images,
+            done.images_total,
+            args.out.display()
+        );
+        return Ok(());
+    }
     let info = mammo_prep::prepare(args.format, &args.input, &args.out, &params, &|done, total| {
         bar.set_length(total as u64);
         bar.set_position(done as u64);
