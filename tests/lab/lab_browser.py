@@ -16,6 +16,7 @@ import urllib.request
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
 LAB, DONE, LIVE, DICOM, SECURE, TOKEN_FILE, SHOTS = sys.argv[1:8]
@@ -156,8 +157,10 @@ try:
     d.get(SECURE + "/")
     wait(d, "the login form", lambda d: d.find_elements(By.ID, "token"))
     shot(d, "login")
-    d.find_element(By.ID, "token").send_keys("wrong")
+    old = d.find_element(By.ID, "token")
+    old.send_keys("wrong")
     d.find_element(By.ID, "login").click()
+    wait(d, "the answer to a wrong token", EC.staleness_of(old))
     wait(d, "the login form again", lambda d: d.find_elements(By.ID, "token"))
     assert not d.get_cookies(), "no cookie for a wrong token"
     d.find_element(By.ID, "token").send_keys(token)
