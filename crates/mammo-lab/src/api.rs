@@ -118,7 +118,7 @@ pub fn detail(name: &str, dir: &Path) -> anyhow::Result<Value> {
         "froc": froc,
         "charts": report_charts(dir),
         "gallery": gallery(name, dir),
-        "report": summary.has_report.then(|| format!("/files/{name}/eval/report.html")),
+        "report": summary.has_report.then(|| format!("/files/{}/eval/report.html", url_path(name))),
     }))
 }
 
@@ -144,6 +144,20 @@ fn report_charts(dir: &Path) -> Vec<Value> {
         let standalone = svg.replacen("<svg ", "<svg xmlns=\"http://www.w3.org/2000/svg\" ", 1);
         out.push(json!({ "label": label, "caption": caption, "svg": standalone }));
         rest = &fig[end..];
+    }
+    out
+}
+
+/// A run name or file name as a URL path: each byte but unreserved ones and `/` percent-encoded (a run
+/// directory may be called `a b#1`).
+fn url_path(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
     }
     out
 }
@@ -176,7 +190,7 @@ fn gallery(name: &str, dir: &Path) -> Vec<Value> {
     let mut groups: Vec<(String, Vec<Value>)> = Vec::new();
     for f in files {
         let (item, kind) = f.trim_end_matches(".png").rsplit_once('-').unwrap_or((&f, "image"));
-        let url = format!("/files/{name}/eval/images/{f}");
+        let url = format!("/files/{}/eval/images/{}", url_path(name), url_path(&f));
         match groups.last_mut() {
             Some((g, v)) if g == item => v.push(json!({ "kind": kind, "url": url })),
             _ => groups.push((item.to_string(), vec![json!({ "kind": kind, "url": url })])),
@@ -245,6 +259,13 @@ mod tests {
     fn queries() {
         assert_eq!(query_values(Some("run=a%2Fb&from=3&run=c"), "run"), vec!["a/b", "c"]);
         assert_eq!(query_values(None, "run"), Vec::<String>::new());
+    }
+
+    #[test]
+    fn names_in_urls_are_encoded() {
+        assert_eq!(url_path("sweep/trials/1"), "sweep/trials/1");
+        assert_eq!(url_path("a b#1?x"), "a%20b%231%3Fx");
+        assert_eq!(url_path("é"), "%C3%A9");
     }
 
     #[test]

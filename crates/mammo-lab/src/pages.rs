@@ -81,7 +81,9 @@ pub async fn run_file(State(state): State<Arc<LabState>>, UrlPath(path): UrlPath
 /// `RUN/eval/REST` -> (the run's directory, REST), for the longest run name that fits, with REST a plain
 /// relative path (no `..`, no hidden part).
 fn split_run_path(root: &Path, path: &str) -> Option<(std::path::PathBuf, String)> {
-    let mut best = None;
+    // The root itself as a run ("."): browsers drop the "./" of "/files/./eval/...".
+    let mut best =
+        path.strip_prefix("eval/").and_then(|rest| crate::runs::resolve(root, ".").map(|dir| (dir, rest.to_string())));
     let mut from = 0;
     while let Some(i) = path[from..].find("/eval/").map(|i| i + from) {
         let (name, rest) = (&path[..i], &path[i + "/eval/".len()..]);
@@ -124,5 +126,9 @@ mod tests {
         assert!(split_run_path(dir.path(), "../x/eval/report.html").is_none());
         assert!(split_run_path(dir.path(), "sweep/eval/report.html").is_none(), "not a run");
         assert!(split_run_path(dir.path(), "/etc/eval/passwd").is_none());
+        assert!(split_run_path(dir.path(), "eval/report.html").is_none(), "the root is no run");
+        std::fs::write(dir.path().join("manifest.json"), "{}").unwrap();
+        let (d, rest) = split_run_path(dir.path(), "eval/report.html").unwrap();
+        assert_eq!((d, rest.as_str()), (dir.path().to_path_buf(), "report.html"));
     }
 }

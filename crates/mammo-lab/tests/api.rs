@@ -173,7 +173,7 @@ async fn a_run_its_curves_files_and_a_comparison() {
 #[tokio::test]
 async fn names_that_leave_the_root_are_not_found() {
     let tmp = fixture();
-    let app = app(&tmp.path().join("sweep"), None);
+    let sweep = app(&tmp.path().join("sweep"), None);
     for path in [
         "/api/run?run=..%2Fdone",
         "/api/run?run=%2Fetc",
@@ -183,7 +183,7 @@ async fn names_that_leave_the_root_are_not_found() {
         "/files/trials/1/eval/../manifest.json",
         "/files/trials/1/eval/%2E%2E/manifest.json",
     ] {
-        let (status, _, body) = call(&app, get(path)).await;
+        let (status, _, body) = call(&sweep, get(path)).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {}", String::from_utf8_lossy(&body));
     }
     let app = app(tmp.path(), None);

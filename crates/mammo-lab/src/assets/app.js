@@ -34,6 +34,8 @@ function duration(s) {
   if (s < 3600) return Math.floor(s / 60) + " min " + (s % 60) + " s";
   return Math.floor(s / 3600) + " h " + Math.floor((s % 3600) / 60) + " min";
 }
+// Axis ticks short enough for the chart's margin: 0.00094 as 9.4e-4.
+const tick = (v) => (v !== 0 && Math.abs(v) < 1e-2) || Math.abs(v) >= 1e5 ? v.toExponential(1) : String(+v.toPrecision(3));
 const runLink = (name) => el("a", { href: "#/run/" + encodeURIComponent(name), class: "run-link" }, name);
 const statusCell = (s) => el("td", { class: "status status-" + s }, s);
 const view = () => document.getElementById("view");
@@ -56,8 +58,8 @@ function lineChart(title, series, opts) {
   for (let i = 0; i <= 4; i++) {
     const yv = y0 + ((y1 - y0) * i) / 4, xv = x0 + ((x1 - x0) * i) / 4;
     s.append(svg("line", { x1: L, x2: W - R, y1: Y(yv), y2: Y(yv), stroke: "#eee" }));
-    const ty = svg("text", { x: L - 4, y: Y(yv) + 3, "text-anchor": "end" }); ty.textContent = +yv.toPrecision(3); s.append(ty);
-    const tx = svg("text", { x: X(xv), y: H - B + 14, "text-anchor": "middle" }); tx.textContent = +xv.toPrecision(4); s.append(tx);
+    const ty = svg("text", { x: L - 4, y: Y(yv) + 3, "text-anchor": "end" }); ty.textContent = tick(yv); s.append(ty);
+    const tx = svg("text", { x: X(xv), y: H - B + 14, "text-anchor": "middle" }); tx.textContent = tick(+xv.toPrecision(4)); s.append(tx);
   }
   const xl = svg("text", { x: W - R, y: H - 2, "text-anchor": "end" }); xl.textContent = opts.xLabel || "step"; s.append(xl);
   for (const sr of series) {

@@ -20,6 +20,9 @@ pub struct Args {
     /// the command line, where `ps` shows it.
     #[arg(long, value_name = "PATH")]
     token_file: Option<PathBuf>,
+    /// Refused: a token on the command line is visible to every user through `ps`.
+    #[arg(long, hide = true)]
+    token: Option<String>,
     /// Largest explain upload in MiB (413 beyond it).
     #[arg(long, default_value_t = mammo_serve::server::DEFAULT_MAX_BODY / (1024 * 1024))]
     max_body_mb: usize,
@@ -34,6 +37,9 @@ pub struct Args {
 pub fn run(args: Args) -> Result<()> {
     if args.max_body_mb == 0 {
         bail!("--max-body-mb 0: must be at least 1");
+    }
+    if args.token.is_some() {
+        bail!("--token: `ps` shows it to every user; use --token-file PATH or $MAMMOGAN_TOKEN");
     }
     let token = super::serve::token(args.token_file.as_deref(), std::env::var_os("MAMMOGAN_TOKEN"))?;
     let opts = mammo_lab::LabOptions {
