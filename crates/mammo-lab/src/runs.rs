@@ -171,7 +171,7 @@ pub fn summarise(name: &str, dir: &Path) -> anyhow::Result<RunSummary> {
         duration_s,
         steps: m.outcome.steps.clone(),
         metrics,
-        error: m.outcome.error.clone(),
+        error: m.outcome.error.as_deref().map(redact_paths),
         has_model: dir.join("model").join("model.json").is_file(),
         has_report: dir.join("eval").join("report.html").is_file(),
     })
@@ -209,6 +209,43 @@ pub fn read_eval_metrics(dir: &Path) -> serde_json::Map<String, serde_json::Valu
         .unwrap_or_default()
 }
 
+/// An error message with every absolute or home-relative path replaced by `<path>`: errors name the
+/// file they are about, and an input's path may carry a patient's name.
+pub fn redact_paths(message: &str) -> String {
+    message
+        .split(' ')
+        .map(|word| {
+            let bare = word.trim_start_matches(['(', '"', '\'', '`']);
+            if bare.starts_with('/') || bare.starts_with("~/") {
+                let head = &word[..word.len() - bare.len()];
+                let tail: String =
+                    bare.chars().rev().take_while(|c| matches!(c, ':' | ',' | ')' | '"' | '\'' | '`' | ';')).collect();
+                format!("{head}<path>{}", tail.chars().rev().collect::<String>())
+            } else {
+                word.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 pub fn now_unix() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_in_errors_are_redacted() {
+        assert_eq!(
+            redact_paths("/data/smith_jane/x.dcm: not a DICOM (see `~/notes/a.txt`), train.steps 0"),
+            "<path>: not a DICOM (see `<path>`), train.steps 0"
+        );
+        assert_eq!(
+            redact_paths("config: train.steps 0: must be at least 1"),
+            "config: train.steps 0: must be at least 1"
+        );
+    }
 }
