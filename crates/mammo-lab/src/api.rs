@@ -49,13 +49,10 @@ pub fn query_values(query: Option<&str>, key: &str) -> Vec<String> {
         .collect()
 }
 
-/// The run named by `?run=`, or the 404 to answer.
-fn named_run(root: &Path, query: Option<&str>) -> Result<(String, PathBuf), Response> {
+/// The run named by `?run=` (None: answer 404).
+fn named_run(root: &Path, query: Option<&str>) -> Option<(String, PathBuf)> {
     let name = query_values(query, "run").into_iter().next().unwrap_or_default();
-    match runs::resolve(root, &name) {
-        Some(dir) => Ok((name, dir)),
-        None => Err(error(StatusCode::NOT_FOUND, "no such run")),
-    }
+    runs::resolve(root, &name).map(|dir| (name, dir))
 }
 
 /// File reading off the async workers; a panic or an error is a 500 without its text (logged).
@@ -79,9 +76,8 @@ pub async fn runs(State(state): State<Arc<LabState>>) -> Response {
 }
 
 pub async fn run(State(state): State<Arc<LabState>>, RawQuery(q): RawQuery) -> Response {
-    let (name, dir) = match named_run(&state.root, q.as_deref()) {
-        Ok(r) => r,
-        Err(r) => return r,
+    let Some((name, dir)) = named_run(&state.root, q.as_deref()) else {
+        return error(StatusCode::NOT_FOUND, "no such run");
     };
     blocking(move || detail(&name, &dir)).await
 }
@@ -204,9 +200,8 @@ fn gallery(name: &str, dir: &Path) -> Vec<Value> {
 }
 
 pub async fn curves(State(state): State<Arc<LabState>>, RawQuery(q): RawQuery) -> Response {
-    let (_, dir) = match named_run(&state.root, q.as_deref()) {
-        Ok(r) => r,
-        Err(r) => return r,
+    let Some((_, dir)) = named_run(&state.root, q.as_deref()) else {
+        return error(StatusCode::NOT_FOUND, "no such run");
     };
     let from = query_values(q.as_deref(), "from").first().and_then(|f| f.parse().ok()).unwrap_or(0);
     blocking(move || {
