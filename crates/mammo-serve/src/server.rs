@@ -65,10 +65,11 @@ use serde::Serialize;
 
 use crate::explain::{ExplainError, ExplainResult, explain_image};
 
-mod admission;
-mod auth;
-mod body;
-mod listener;
+// Public for `mammo-lab`, which serves its pages with the same hostile-client defences.
+pub mod admission;
+pub mod auth;
+pub mod body;
+pub mod listener;
 
 pub use auth::check_token;
 
@@ -228,7 +229,7 @@ fn router(state: Arc<AppState>) -> Router {
 }
 
 /// SIGTERM or SIGINT, as a future; the handlers are installed when this is called.
-fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+pub fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -353,7 +354,7 @@ fn spacing_param(uri: &Uri) -> Result<Option<f64>, String> {
 /// 20000 x 20000, and a few hundred bytes of DICOM 16000 x 16000 (the decoders' own cap,
 /// `mammo_io::budget::MAX_PIXELS`, is for files on disk and is 6x this). A body no header can be read
 /// from is left to the decoders, which name the problem.
-fn check_declared_size(body: &[u8]) -> Result<(), String> {
+pub fn check_declared_size(body: &[u8]) -> Result<(), String> {
     if let Ok((w, h)) = mammo_io::declared_dimensions(Path::new("request body"), body) {
         let (w, h) = (w as u64, h as u64);
         if w.saturating_mul(h) > MAX_IMAGE_PIXELS {

@@ -43,6 +43,8 @@ enum Command {
     Scores(commands::scores::Args),
     /// HTTP inference: GET /ping, POST /invocations (SageMaker's contract; 127.0.0.1:8080 by default).
     Serve(commands::serve::Args),
+    /// The browser lab over a directory of runs: status, live curves, comparisons, explain (127.0.0.1:8090).
+    Lab(commands::lab::Args),
     /// Convert a mammogram (DICOM, PGM, PNG) into a 16-bit PNG of its values (or 8-bit with --voi).
     Convert(commands::convert::Args),
     /// Show an image's size, bits, photometric interpretation, transfer syntax, spacing, laterality, view.
@@ -63,7 +65,7 @@ fn main() -> ExitCode {
     // Before parsing, so that `--help | head -1` ends quietly too.
     closed_stdout_ends_quietly(true);
     let cli = Cli::parse();
-    if matches!(cli.command, Command::Serve(_)) {
+    if matches!(cli.command, Command::Serve(_) | Command::Lab(_)) {
         closed_stdout_ends_quietly(false);
     }
     init_logging(cli.quiet, cli.verbose);
@@ -79,6 +81,7 @@ fn main() -> ExitCode {
         Command::Scores(a) => commands::scores::run(a),
         Command::Sweep(a) => commands::sweep::run(a),
         Command::Serve(a) => commands::serve::run(a),
+        Command::Lab(a) => commands::lab::run(a),
         Command::Convert(a) => commands::convert::run(a),
         Command::Inspect(a) => commands::inspect::run(a),
         Command::Env(a) => commands::env::run(a),

@@ -7,6 +7,7 @@ pub mod env;
 pub mod evaluate;
 pub mod explain;
 pub mod inspect;
+pub mod lab;
 pub mod phantom;
 pub mod prepare;
 pub mod pseudonym_key;

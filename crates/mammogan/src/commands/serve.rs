@@ -157,7 +157,8 @@ pub fn run(args: Args) -> Result<()> {
 
 /// The token from `--token-file` or `$MAMMOGAN_TOKEN` (not both: which one counts would be a guess).
 /// A blank one is refused rather than taken as "no token": it would look set while guarding nothing.
-fn token(file: Option<&Path>, env: Option<std::ffi::OsString>) -> Result<Option<String>> {
+/// `lab` reads its token through this too.
+pub fn token(file: Option<&Path>, env: Option<std::ffi::OsString>) -> Result<Option<String>> {
     let (source, raw) = match (file, env) {
         (Some(_), Some(_)) => bail!("--token-file and $MAMMOGAN_TOKEN are both set: give one"),
         (Some(f), None) => {
