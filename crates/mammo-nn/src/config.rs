@@ -338,7 +338,7 @@ pub struct AttributionConfig {
     /// Stride-2 levels of the critic. Default 3.
     pub critic_depth: usize,
     /// Adam learning rate of the generator. Default 0.003 (a deletion gate has to move from its 0.5
-    /// start within the quickstart's 500 steps).
+    /// start within the quickstart's 400 steps).
     pub lr_g: f64,
     /// Adam learning rate of the critic. Default 0.002 (a critic started from the trained classifier
     /// needs no faster rate than the generator to keep up; from scratch, use about twice the
