@@ -81,15 +81,9 @@ impl Explainer {
         drop(loaded);
         let r = &x.result;
         let (w, h) = (r.width, r.height);
-        let boxes: Vec<mammo_eval::ScoredBox> = r
-            .regions
-            .iter()
-            .map(|b| mammo_eval::ScoredBox { x: b.x, y: b.y, w: b.w, h: b.h, score: b.score })
-            .collect();
-        let caption = format!("SCORE {:.2}", r.score);
         let saliency = x.baselines.iter().find(|(n, _)| *n == "saliency").map(|(_, map)| {
             let max = map.iter().copied().filter(|v| v.is_finite()).fold(0.0f32, f32::max).max(1e-6);
-            mammo_eval::highlight_overlay_png(&x.display, map, w, h, max, &boxes, Some(&caption))
+            x.overlay_of(map, max)
         });
         let uri = |png: Vec<u8>| mammo_eval::png_data_uri(&png);
         Ok(json!({

@@ -81,6 +81,12 @@ impl Explanation {
     /// scale: normalised by `map_max` and spread for display, the top regions outlined with their
     /// P(malignant), the score in the top-left corner (see [`mammo_eval::highlight_overlay_png`]).
     pub fn overlay_png(&self) -> Vec<u8> {
+        self.overlay_of(&self.heat, self.result.map_max as f32)
+    }
+
+    /// `map` (a baseline, say) drawn the way [`Explanation::overlay_png`] draws the highlight: over the
+    /// displayed mammogram, from 0 to `max`, with the same regions and score.
+    pub fn overlay_of(&self, map: &[f32], max: f32) -> Vec<u8> {
         let r = &self.result;
         let boxes: Vec<mammo_eval::ScoredBox> = r
             .regions
@@ -88,15 +94,7 @@ impl Explanation {
             .map(|b| mammo_eval::ScoredBox { x: b.x, y: b.y, w: b.w, h: b.h, score: b.score })
             .collect();
         let caption = format!("SCORE {:.2}", r.score);
-        mammo_eval::highlight_overlay_png(
-            &self.display,
-            &self.heat,
-            r.width,
-            r.height,
-            r.map_max as f32,
-            &boxes,
-            Some(&caption),
-        )
+        mammo_eval::highlight_overlay_png(&self.display, map, r.width, r.height, max, &boxes, Some(&caption))
     }
 
     /// `map.png`'s pixels: the raw highlight, 0..`map_max` as 0..65535 (all 0 when `map_max` is 0).
