@@ -180,7 +180,7 @@ pub fn manifest(
             // the others must still run; `sweep status` lists the failed ones, a re-run retries them.
             "podFailurePolicy": { "rules": [
                 // Preemption, eviction, a drained node: not the trial's fault, not counted.
-                { "action": "Ignore", "onPodConditions": [{ "type": "DisruptionTarget" }] },
+                { "action": "Ignore", "onPodConditions": [{ "type": "DisruptionTarget", "status": "True" }] },
                 // Exit 1 is mammogan reporting an error (written to the trial's `failed`): a trial is
                 // a function of its config and data, so the same attempt again fails the same way.
                 // A kill (out of memory, 137) is retried, up to backoffLimitPerIndex.
