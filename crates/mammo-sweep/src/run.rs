@@ -66,6 +66,27 @@ pub fn run_trial(sd: &SweepDir, id: &str, exe: &Path, threads: usize) -> Result<
     Ok(())
 }
 
+/// The trial a scheduler's task K runs: line K+1 of the pending list `list`, K read from the
+/// environment variable `var` (`JOB_COMPLETION_INDEX` in a Kubernetes Indexed Job). The image needs no
+/// shell to pick its line, and the index is checked against the list rather than trusted.
+pub fn pending_at(list: &Path, var: &str) -> Result<String, SweepError> {
+    let raw = std::env::var(var).map_err(|_| err(list, format!("--index-env {var}: the variable is not set")))?;
+    let k: usize =
+        raw.trim().parse().map_err(|_| err(list, format!("--index-env {var}: '{raw}' is not an index (0, 1, ...)")))?;
+    let text = std::fs::read_to_string(list).map_err(|e| err(list, e.to_string()))?;
+    let ids: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    ids.get(k).map(|id| id.to_string()).ok_or_else(|| {
+        err(
+            list,
+            format!(
+                "--index-env {var}={k}: the list holds {} trials (indices 0-{})",
+                ids.len(),
+                ids.len().saturating_sub(1)
+            ),
+        )
+    })
+}
+
 /// Runs `pending` trials locally, `parallel` at a time, each as `exe sweep trial DIR ID --threads T`.
 /// Returns the ids that failed.
 pub fn run_local(
@@ -115,4 +136,29 @@ pub fn run_local(
         running = still;
     }
     Ok(failed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_index_picks_a_line_of_the_list() {
+        let tmp = tempfile::tempdir().unwrap();
+        let list = tmp.path().join("pending.txt");
+        std::fs::write(&list, "ta\ntb\n").unwrap();
+        // Variables of this test alone (tests run in parallel threads of one process).
+        unsafe {
+            std::env::set_var("MAMMO_SWEEP_TEST_INDEX_1", "1");
+            std::env::set_var("MAMMO_SWEEP_TEST_INDEX_2", "2");
+            std::env::set_var("MAMMO_SWEEP_TEST_INDEX_X", "x");
+        }
+        assert_eq!(pending_at(&list, "MAMMO_SWEEP_TEST_INDEX_1").unwrap(), "tb");
+        let e = pending_at(&list, "MAMMO_SWEEP_TEST_INDEX_2").unwrap_err().to_string();
+        assert!(e.contains("--index-env MAMMO_SWEEP_TEST_INDEX_2=2: the list holds 2 trials"), "{e}");
+        let e = pending_at(&list, "MAMMO_SWEEP_TEST_INDEX_X").unwrap_err().to_string();
+        assert!(e.contains("'x' is not an index"), "{e}");
+        let e = pending_at(&list, "MAMMO_SWEEP_TEST_INDEX_UNSET").unwrap_err().to_string();
+        assert!(e.contains("not set"), "{e}");
+    }
 }

@@ -132,6 +132,22 @@ pub fn queue(dir: &Path) -> Option<String> {
     out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// `sacct`'s view of the sweep's job once `squeue` no longer lists it: one line per task with its
+/// final state and exit code. `None` when there is no job id, no sacct, or no accounting (sacct fails
+/// without slurmdbd, as on a one-node test cluster): the trials' files still tell each state.
+pub fn accounting(dir: &Path) -> Option<String> {
+    let id = std::fs::read_to_string(dir.join("slurm").join("job_id")).ok()?;
+    let out = std::process::Command::new("sacct")
+        .args(["-n", "-X", "-P", "-j", id.trim(), "-o", "JobID,State,ExitCode"])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<String> = text.lines().filter(|l| !l.trim().is_empty()).map(|l| l.replace('|', " ")).collect();
+    (out.status.success() && !lines.is_empty()).then(|| lines.join("\n"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

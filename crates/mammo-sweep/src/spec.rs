@@ -372,6 +372,21 @@ mod tests {
     }
 
     #[test]
+    fn the_example_sweeps_are_valid() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/sweeps");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                let s = Sweep::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
+                assert!(!s.trials().is_empty());
+                n += 1;
+            }
+        }
+        assert!(n >= 2, "examples/sweeps holds {n} sweeps");
+    }
+
+    #[test]
     fn bad_sweeps_are_one_line_naming_the_file_and_the_key() {
         let cases = [
             (format!("{OBJ}[[axis]]\nkey = \"classifier.nope\"\nvalues = [1]\n"), "classifier.nope"),

@@ -100,4 +100,37 @@ fn sharded_explain_merges_into_the_unsharded_scores() {
     let err =
         run_err(&["scores", "merge", &s(&sharded.join("scores.0-of-2.csv")), "--out", &s(&tmp.path().join("x.csv"))]);
     assert!(err.contains("shards missing: 1/2"), "{err}");
+    // The same images listed in a CSV (prepare's csv layout: paths relative to it, a row per lesion):
+    // sharded the same way, merged into the scores of the unsharded CSV.
+    let mut table = String::from("path,label,patient_id\n");
+    for src in &images[..5] {
+        let name = src.file_name().unwrap().to_string_lossy();
+        table += &format!("in/{name},normal,p1\nin/{name},normal,p1\n");
+    }
+    let list = tmp.path().join("images.csv");
+    std::fs::write(&list, table).unwrap();
+    let whole_csv = tmp.path().join("whole-csv");
+    run_ok(&["explain", &s(&run), &s(&list), "--out", &s(&whole_csv)]);
+    let rows_of = |p: &Path| std::fs::read_to_string(p).unwrap().lines().count() - 1;
+    assert_eq!(rows_of(&whole_csv.join("scores.csv")), 5, "an image listed twice is explained once");
+    let sharded_csv = tmp.path().join("sharded-csv");
+    for spec in ["0/2", "1/2"] {
+        run_ok(&["explain", &s(&run), &s(&list), "--out", &s(&sharded_csv), "--shard", spec]);
+    }
+    let merged_csv = sharded_csv.join("scores.csv");
+    run_ok(&[
+        "scores",
+        "merge",
+        &s(&sharded_csv.join("scores.0-of-2.csv")),
+        &s(&sharded_csv.join("scores.1-of-2.csv")),
+        "--out",
+        &s(&merged_csv),
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(&merged_csv).unwrap(),
+        std::fs::read_to_string(whole_csv.join("scores.csv")).unwrap()
+    );
+    std::fs::write(&list, "file,label\nin/x.png,normal\n").unwrap();
+    let err = run_err(&["explain", &s(&run), &s(&list), "--out", &s(&tmp.path().join("bad"))]);
+    assert!(err.contains("no `path` column"), "{err}");
 }

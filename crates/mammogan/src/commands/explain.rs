@@ -13,8 +13,9 @@ pub struct Args {
     /// A RUN directory with trained models.
     run: PathBuf,
     /// Whole mammograms (DICOM, PGM or PNG), or directories searched recursively for .dcm, .dicom,
-    /// .png and .pgm files and DICOM files without an extension. One file: its results go straight
-    /// into --out. Otherwise: a folder per image (named after the file) and scores.csv.
+    /// .png and .pgm files and DICOM files without an extension, or CSV files (`*.csv`) with a `path`
+    /// column (relative to the CSV, as prepare's csv layout has it). One image file: its results go
+    /// straight into --out. Otherwise: a folder per image (named after the file) and scores.csv.
     #[arg(required = true)]
     image: Vec<PathBuf>,
     /// Output directory (created; files in it are replaced).
@@ -39,6 +40,7 @@ pub struct Args {
 pub fn run(args: Args) -> Result<()> {
     if let [image] = args.image.as_slice()
         && !image.is_dir()
+        && !is_csv(image)
         && args.shard.is_none()
     {
         let r = explain(&args.run, image, &args.out, args.spacing, args.stride, &args.device)?;
@@ -168,13 +170,48 @@ fn explain_many(args: &Args) -> Result<()> {
 /// directory searched recursively (labels relative to it when it is the only path given, else the
 /// directory's path joined with them). Hidden entries and anything inside `out` are skipped; a file
 /// reached twice is explained once.
+/// Whether `path` names a CSV of images rather than an image.
+fn is_csv(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv"))
+}
+
+/// The images a CSV lists in its `path` column (relative to the CSV's directory, absolute as they
+/// are), labelled as written; other columns (label, patient_id, mask_path...) are not read. Several
+/// rows naming one image (one per lesion, as prepare's csv layout allows) explain it once.
+fn csv_inputs(table: &Path) -> Result<Vec<Input>> {
+    let mut reader = csv::Reader::from_path(table).with_context(|| format!("{}: cannot read", table.display()))?;
+    let headers = reader.headers().with_context(|| format!("{}: not a CSV", table.display()))?.clone();
+    let column = headers.iter().position(|h| h.trim() == "path").with_context(|| {
+        format!("{}: no `path` column (a CSV of images: path[,label,...], paths relative to the CSV)", table.display())
+    })?;
+    let base = table.parent().unwrap_or(Path::new("."));
+    let mut inputs = Vec::new();
+    for (n, row) in reader.records().enumerate() {
+        let row = row.with_context(|| format!("{}: row {}", table.display(), n + 2))?;
+        let rel = row.get(column).unwrap_or("").trim();
+        if rel.is_empty() {
+            bail!("{}: row {}: empty path", table.display(), n + 2);
+        }
+        let path = base.join(rel);
+        if !path.is_file() {
+            bail!("{}: row {}: {} is not a file", table.display(), n + 2, path.display());
+        }
+        inputs.push(Input { path, label: rel.to_string() });
+    }
+    Ok(inputs)
+}
+
 fn collect_inputs(paths: &[PathBuf], out: &Path) -> Result<Vec<Input>> {
     let out = std::fs::canonicalize(out).ok();
     let mut inputs = Vec::new();
     for p in paths {
         let meta = std::fs::metadata(p).with_context(|| format!("{}: cannot read", p.display()))?;
         if !meta.is_dir() {
-            inputs.push(Input { path: p.clone(), label: p.display().to_string() });
+            if is_csv(p) {
+                inputs.extend(csv_inputs(p)?);
+            } else {
+                inputs.push(Input { path: p.clone(), label: p.display().to_string() });
+            }
             continue;
         }
         let mut found = Vec::new();
