@@ -30,15 +30,15 @@ use crate::ModelKind;
 use crate::augment::Augment;
 use crate::checkpoint::{self, CHECKPOINT_FORMAT_VERSION, CheckpointState};
 use crate::config::{GanLoss, TrainConfig};
-use crate::data::{PatchData, parse_split};
+use crate::data::PatchData;
 use crate::error::{NnError, Result};
 use crate::export::{MODEL_DIR, ModelInfo, export, model_json_path};
 use crate::model::{Classifier, Critic, MapGenerator};
 use crate::observer::{Outcome, TrainObserver};
 use crate::rng::stream;
 
-/// The name of this training (checkpoint directory, observer reports, errors).
-pub const ATTRIBUTION: &str = "attribution";
+/// The name of this training (random streams, checkpoint directory, observer reports, errors).
+const ATTRIBUTION: &str = ModelKind::Attribution.as_str();
 const GEN_WEIGHTS: &str = "generator.safetensors";
 const CRITIC_WEIGHTS: &str = "critic.safetensors";
 const GEN_OPTIM: &str = "generator.optim.bpk";
@@ -79,14 +79,14 @@ pub fn train_attribution(
             data.size
         )));
     }
-    let split = parse_split(&config.data.split)?;
+    let split = config.data.split;
     let malignant = data.indices(split, &[Label::Malignant]);
     let reference = data.indices(split, &[ac.reference.label()]);
     if malignant.is_empty() || reference.is_empty() {
         return Err(NnError::Data(format!(
             "the attribution GAN needs malignant and {} patches in the {} split; found {} and {}",
             ac.reference.label().as_str(),
-            config.data.split,
+            split.as_str(),
             malignant.len(),
             reference.len()
         )));

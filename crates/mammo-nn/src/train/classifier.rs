@@ -20,14 +20,16 @@ use crate::ModelKind;
 use crate::augment::Augment;
 use crate::checkpoint::{self, CHECKPOINT_FORMAT_VERSION, CheckpointState};
 use crate::config::TrainConfig;
-use crate::data::{PatchData, parse_labels, parse_split};
+use crate::data::PatchData;
 use crate::error::{NnError, Result};
 use crate::export::export;
+use crate::model::Classifier;
 use crate::model::classifier::AUX_MASK_BITS;
-use crate::model::{CLASSIFIER, Classifier};
 use crate::observer::{Outcome, TrainObserver};
 use crate::rng::stream;
 
+/// The name of this training (random streams, checkpoint directory, observer reports, errors).
+const CLASSIFIER: &str = ModelKind::Classifier.as_str();
 const WEIGHTS: &str = "classifier.safetensors";
 const OPTIMIZER: &str = "classifier.optim.bpk";
 /// The mined hard negatives (patch indices, JSON), so a resume draws the batches the run would have.
@@ -58,9 +60,9 @@ pub fn train_classifier(
     stop: &AtomicBool,
 ) -> Result<Outcome> {
     config.validate()?;
-    let split = parse_split(&config.data.split)?;
+    let split = config.data.split;
     let positives = data.indices(split, &[Label::Malignant]);
-    let negative_labels = parse_labels(&config.data.negatives)?;
+    let negative_labels = &config.data.negatives;
     let negatives = data.indices(split, &negative_labels);
     // Each negative label gets an equal share of the batch: normal tissue outnumbers benign masses
     // several times over, and drawn in proportion it would leave the classifier seeing too few of
@@ -70,8 +72,8 @@ pub fn train_classifier(
     if positives.is_empty() || negatives.is_empty() {
         return Err(NnError::Data(format!(
             "the classifier needs malignant and {} patches in the {} split; found {} and {}",
-            config.data.negatives.join("/"),
-            config.data.split,
+            negative_labels.iter().map(|l| l.as_str()).collect::<Vec<_>>().join("/"),
+            split.as_str(),
             positives.len(),
             negatives.len()
         )));
@@ -90,7 +92,7 @@ pub fn train_classifier(
     let lr = config.classifier_lr();
     let batch = config.train.batch_size;
     let size = data.size;
-    let val = Validation::new(data, &config.data.negatives)?;
+    let val = Validation::new(data, &config.data.negatives);
     let shown = examples(data, &val.pool_or(&positives), IMAGE_EXAMPLES);
     let mut loss_sum = 0.0;
     let mut acc_sum = 0.0;
@@ -298,12 +300,12 @@ struct Validation<'a> {
 }
 
 impl<'a> Validation<'a> {
-    fn new(data: &'a PatchData, negatives: &[String]) -> Result<Self> {
-        Ok(Validation {
+    fn new(data: &'a PatchData, negatives: &[Label]) -> Self {
+        Validation {
             data,
             positives: data.indices(Split::Val, &[Label::Malignant]),
-            negatives: data.indices(Split::Val, &parse_labels(negatives)?),
-        })
+            negatives: data.indices(Split::Val, negatives),
+        }
     }
 
     /// The malignant validation patches, or `fallback` when there are none.
