@@ -254,7 +254,8 @@ fn record_failed_start(out: &Path, opts: &TrainOpts, models: &[ModelKind], error
         return;
     }
     let config = resolve_config(opts, out).ok().and_then(|c| serde_json::to_value(c).ok());
-    let manifest = mammo_run::Manifest::failed_start(config, models, crate::one_line(error));
+    let names: Vec<&str> = models.iter().map(|m| m.as_str()).collect();
+    let manifest = mammo_run::Manifest::failed_start(config, &names, crate::one_line(error));
     if let Err(e) = std::fs::create_dir_all(out).map_err(anyhow::Error::from).and_then(|_| Ok(manifest.write(out)?)) {
         tracing::warn!("{}: could not record the failed start: {e}", out.display());
     }
