@@ -3,7 +3,7 @@
 //! the negatives the classifier currently finds hardest), AdamW, augmentation on the CPU.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 
 use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
@@ -13,8 +13,8 @@ use mammo_io::layouts::Label;
 use mammo_prep::split::Split;
 
 use super::{
-    MaskedBatch, check_loss, check_resumable, check_weights, config_fingerprint, draw_batch_with_masks, due, examples,
-    split_patches, to_tensor, to_vec,
+    Cadence, MaskedBatch, check_loss, check_resumable, check_weights, config_fingerprint, draw_batch_with_masks,
+    examples, split_patches, to_tensor, to_vec,
 };
 use crate::ModelKind;
 use crate::augment::Augment;
@@ -99,8 +99,9 @@ pub fn train_classifier(
     let mut aux_sum = 0.0;
     let mut since_log = 0u64;
 
+    let cadence = Cadence::new(config, total, stop);
     while state.step < total {
-        if stop.load(Ordering::SeqCst) {
+        if cadence.stop_requested() {
             save(run_dir, &state, total, seed, &fingerprint, observer)?;
             return Ok(Outcome::Stopped { step: state.step });
         }
@@ -166,7 +167,7 @@ pub fn train_classifier(
         acc_sum += correct as f64 / batch as f64;
         since_log += 1;
         observer.progress(CLASSIFIER, step, total, &[("loss", loss_value)]);
-        if due(step, config.train.log_every) || step == total {
+        if cadence.log(step) {
             let k = since_log as f64;
             let mut scalars = vec![("loss", loss_sum / k), ("accuracy", acc_sum / k), ("lr", lr)];
             if cc.aux_weight > 0.0 {
@@ -175,13 +176,13 @@ pub fn train_classifier(
             observer.scalars(CLASSIFIER, step, &scalars);
             (loss_sum, acc_sum, aux_sum, since_log) = (0.0, 0.0, 0.0, 0);
         }
-        if due(step, config.train.image_every) && !shown.is_empty() {
+        if cadence.images(step) && !shown.is_empty() {
             let n = shown.len() / (size * size);
             let sal = state.model.saliency(to_tensor(shown.clone(), n, size, device));
             observer.images(CLASSIFIER, step, "input", &split_patches(&shown, size), size);
             observer.images(CLASSIFIER, step, "saliency", &split_patches(&to_vec(sal), size), size);
         }
-        if due(step, config.train.checkpoint_every) || step == total {
+        if cadence.checkpoint(step) {
             check_weights(CLASSIFIER, step, &state.model)?;
             if let Some((val_loss, val_auc)) = val.evaluate(&state.model, size, device) {
                 observer.scalars(CLASSIFIER, step, &[("val_loss", val_loss), ("val_auc", val_auc)]);

@@ -1,3 +1,5 @@
+//! `mammogan env`: the environment doctor and, with `--bench`, the training benchmark.
+
 use anyhow::{Result, bail};
 use mammo_run::doctor::{self, Verdict};
 use mammo_run::{BuildInfo, Environment};

@@ -1,3 +1,5 @@
+//! `mammogan reproduce`: a finished run re-run from its manifest, and the weights compared.
+
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};

@@ -1,3 +1,5 @@
+//! `mammogan train`: the run session (config, manifest, tracking sinks, signals) and its training.
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
