@@ -11,7 +11,7 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-/// The number of bootstrap replicates the design asks for (DESIGN.md, "Metrics").
+/// The bootstrap replicates behind an AUC's 95% interval unless a caller asks for another number.
 pub const DEFAULT_BOOTSTRAP_REPLICATES: usize = 2000;
 
 /// The threshold [`choose_threshold`] falls back to when Youden's J is undefined (a class is absent from

@@ -14,7 +14,7 @@ use tower::ServiceExt;
 
 fn manifest(status: Status, steps: u64, run: RunInfo) -> Manifest {
     let config = json!({ "train": { "steps": steps, "seed": 42 }, "classifier": { "channels": 8 } });
-    let mut m = Manifest::failed_start(Some(config), &[mammo_nn::ModelKind::Classifier], String::new());
+    let mut m = Manifest::failed_start(Some(config), &["classifier"], String::new());
     m.run = run;
     m.outcome.status = status;
     m.outcome.error = (status == Status::Failed).then(|| "config: train.steps 0: must be at least 1".into());

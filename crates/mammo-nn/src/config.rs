@@ -9,6 +9,8 @@
 
 use std::path::{Path, PathBuf};
 
+use mammo_io::layouts::Label;
+use mammo_prep::split::Split;
 use serde::{Deserialize, Serialize};
 use toml::{Table, Value};
 
@@ -147,18 +149,19 @@ impl Default for TrainSection {
 #[serde(default, deny_unknown_fields)]
 pub struct DataSection {
     /// The split the models train on. Default `"train"`.
-    pub split: String,
+    pub split: Split,
     /// The labels the classifier learns as the negative class (0); malignant is always the positive
     /// class (1). Default `["benign", "normal"]`: whole-image inference scores every tile of a breast,
     /// most of them normal tissue, so the classifier must have seen it (trained on benign masses
     /// alone, it scored a normal mammogram's most suspicious tile at a median 0.97, and image-level
     /// AUC was 0.66). `["benign"]` learns benign against malignant masses only.
-    pub negatives: Vec<String>,
+    /// Only benign and normal are allowed (checked by `validate`: malignant is the positive class).
+    pub negatives: Vec<Label>,
 }
 
 impl Default for DataSection {
     fn default() -> Self {
-        DataSection { split: "train".into(), negatives: vec!["benign".into(), "normal".into()] }
+        DataSection { split: Split::Train, negatives: vec![Label::Benign, Label::Normal] }
     }
 }
 
@@ -610,16 +613,13 @@ impl TrainConfig {
             "attribution.blur_sigma" => finite_pos(a.blur_sigma),
             "attribution.power_iterations" => within(a.power_iterations, 100),
             "attribution.critic_loss_bound" => finite_pos(a.critic_loss_bound),
-            "data.split" => match self.data.split.as_str() {
-                "train" | "val" | "test" => Ok(()),
-                other => Err(ConfigError::invalid(key, format!("must be train, val or test, got {other:?}"))),
-            },
             "data.negatives" => {
                 if self.data.negatives.is_empty() {
                     return Err(ConfigError::invalid(key, "needs at least one of benign, normal"));
                 }
                 for l in &self.data.negatives {
-                    if !matches!(l.as_str(), "benign" | "normal") {
+                    if *l == Label::Malignant {
+                        let l = l.as_str();
                         return Err(ConfigError::invalid(key, format!("must list benign and/or normal, got {l:?}")));
                     }
                 }
@@ -772,7 +772,7 @@ mod tests {
         assert!(!c.classifier.flip);
         assert_eq!(c.attribution.reference, Reference::Normal);
         assert_eq!(c.attribution.l1_weight, 5.0);
-        assert_eq!(c.data.negatives, vec!["normal".to_string()]);
+        assert_eq!(c.data.negatives, vec![Label::Normal]);
         // Unset optional keys survive a round trip once set.
         let back = TrainConfig::from_toml_str(&c.to_toml()).unwrap();
         assert_eq!(c, back);
@@ -791,6 +791,8 @@ mod tests {
             ("attribution.reference", "malignant"),
             ("classifier.flip", "maybe"),
             ("data.negatives", "malignant"),
+            ("data.negatives", "cancer"),
+            ("data.split", "training"),
             // Shapes that would abort in the allocator or overflow a shift (issue 11).
             ("classifier.channels", "100000"),
             ("classifier.blocks", "40"),

@@ -95,13 +95,3 @@ impl PatchData {
         (0..self.len()).filter(|&i| self.splits[i] == split && labels.contains(&self.labels[i])).collect()
     }
 }
-
-/// Parses a split name from the config.
-pub(crate) fn parse_split(name: &str) -> Result<Split> {
-    Split::parse(name).ok_or_else(|| NnError::Data(format!("unknown split {name:?}")))
-}
-
-/// Parses label names from the config.
-pub(crate) fn parse_labels(names: &[String]) -> Result<Vec<Label>> {
-    names.iter().map(|n| Label::parse(n).ok_or_else(|| NnError::Data(format!("unknown label {n:?}")))).collect()
-}

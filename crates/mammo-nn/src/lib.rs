@@ -23,6 +23,7 @@
 #![warn(missing_docs)]
 
 pub mod augment;
+pub mod bench;
 pub mod budget;
 pub mod checkpoint;
 pub mod config;

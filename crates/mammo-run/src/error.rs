@@ -50,9 +50,3 @@ impl From<mammo_prep::PrepError> for RunError {
         RunError::Named(e.to_string())
     }
 }
-
-impl From<mammo_nn::NnError> for RunError {
-    fn from(e: mammo_nn::NnError) -> Self {
-        RunError::Named(e.to_string())
-    }
-}

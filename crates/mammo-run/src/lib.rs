@@ -7,7 +7,8 @@
 //!   memory, GPU, container, the environment variables that change numerics or speed); [`cgroup`]
 //!   reads the CPU and memory limits of cgroup v1 and v2.
 //! - [`build_info`]: what the binary is (commit, dirty tree, profile, features, rustc, `Cargo.lock`).
-//! - [`doctor`]: `mammogan env` — a verdict and a fix per question; [`bench`] its micro-benchmark.
+//! - [`doctor`]: `mammogan env` — a verdict and a fix per question (its micro-benchmark is
+//!   `mammo_nn::bench`: it trains, and this crate does not depend on the one that knows burn).
 //! - [`diff`]: what differs between two manifests, causes first; [`reproduce`]: the dataset check and
 //!   the verdict of a re-run.
 //!
@@ -17,7 +18,6 @@
 
 #![warn(missing_docs)]
 
-pub mod bench;
 pub mod build_info;
 pub mod cgroup;
 pub mod diff;

@@ -198,7 +198,7 @@ impl Manifest {
     /// verify, a model too large for the machine): status `failed` with the error, and whatever inputs
     /// were known, so `status` can say why and a rerun into the same directory can replace it
     /// ([`clear_failed_start`]).
-    pub fn failed_start(config: Option<serde_json::Value>, models: &[mammo_nn::ModelKind], error: String) -> Self {
+    pub fn failed_start(config: Option<serde_json::Value>, models: &[&str], error: String) -> Self {
         let inputs = Inputs {
             config: config.unwrap_or(serde_json::Value::Null),
             config_toml_blake3: String::new(),
@@ -507,7 +507,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let run = tmp.path();
         std::fs::create_dir_all(run.join("checkpoints")).unwrap();
-        let m = Manifest::failed_start(None, &[mammo_nn::ModelKind::Classifier], "data: no dataset.json".into());
+        let m = Manifest::failed_start(None, &["classifier"], "data: no dataset.json".into());
         m.write(run).unwrap();
         let back = Manifest::read(run).unwrap();
         assert_eq!(back.outcome.status, Status::Failed);

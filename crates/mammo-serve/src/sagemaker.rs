@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use mammo_io::layouts::Format;
-use mammo_nn::TrainConfig;
+use mammo_nn::{ModelKind, TrainConfig};
 use mammo_prep::PrepParams;
 
 /// Where SageMaker mounts everything in its containers.
@@ -121,14 +121,6 @@ impl Paths {
     }
 }
 
-/// Which models a job trains (`model` hyperparameter).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Models {
-    Classifier,
-    Attribution,
-    All,
-}
-
 /// What `hyperparameters.json` asks for.
 #[derive(Clone, Debug)]
 pub struct Hyperparameters {
@@ -137,7 +129,7 @@ pub struct Hyperparameters {
     /// `format`: the layout of raw data in the channel (no `dataset.json` there).
     pub format: Option<Format>,
     /// `model`: classifier, attribution or all (default: `train --model`, itself all by default).
-    pub models: Option<Models>,
+    pub models: Option<&'static [ModelKind]>,
     /// `channel`: the input channel to train on (default `training`, or the only one).
     pub channel: Option<String>,
     /// `device`: auto (default), cpu, cuda or cuda:N.
@@ -217,12 +209,8 @@ impl Hyperparameters {
                         Some(Format::parse(value.trim()).ok_or_else(|| bad(&format!("one of {}", names.join(", "))))?)
                 }
                 "model" => {
-                    hp.models = Some(match value.trim() {
-                        "classifier" => Models::Classifier,
-                        "attribution" => Models::Attribution,
-                        "all" => Models::All,
-                        _ => return Err(bad("one of classifier, attribution, all")),
-                    })
+                    hp.models =
+                        Some(ModelKind::choice(value.trim()).map_err(|_| bad("one of classifier, attribution, all"))?)
                 }
                 "channel" => hp.channel = Some(value.trim().to_string()),
                 "device" => hp.device = Some(value.trim().to_string()),
@@ -481,7 +469,7 @@ mod tests {
         assert_eq!(c.train.steps, Some(20));
         assert_eq!(c.train.seed, 7);
         assert_eq!(hp.format, Some(Format::Phantom));
-        assert_eq!(hp.models, Some(Models::Classifier));
+        assert_eq!(hp.models, Some(&[ModelKind::Classifier][..]));
         assert_eq!(hp.prep.patch.size, 32);
         assert_eq!(hp.ignored.len(), 3, "{:?}", hp.ignored);
     }

@@ -1,4 +1,4 @@
-//! The RUN directory (DESIGN.md, "Directories"): the names of its parts, its creation, and atomic
+//! The RUN directory: the names of its parts, its creation, and atomic
 //! directory writes for checkpoints and the exported model.
 //!
 //! ```text

@@ -11,9 +11,6 @@ use burn::tensor::{Device, Tensor};
 use super::layers::{Conv, ConvNormAct, GroupNorm, Init, global_mean};
 use crate::config::ClassifierConfig;
 
-/// The model's name: its random streams, parameter ids, checkpoint directory and file.
-pub const CLASSIFIER: &str = "classifier";
-
 /// The mask bits the auxiliary head predicts: the lesion, then the malignancy features.
 pub const AUX_MASK_BITS: [u8; 2] = [crate::data::MASK_LESION, crate::data::MASK_MALIGNANCY];
 const AUX_BITS: usize = AUX_MASK_BITS.len();
@@ -71,7 +68,7 @@ pub struct Classifier {
 impl Classifier {
     /// Builds the model with weights drawn from `seed`.
     pub fn new(config: &ClassifierConfig, seed: u64, device: &Device) -> Self {
-        let init = Init { seed, model: CLASSIFIER, device };
+        let init = Init { seed, model: crate::ModelKind::Classifier.as_str(), device };
         let c = config.channels;
         let c_in = 1;
         let stem = (0..config.stem_convs.max(1))

@@ -6,6 +6,6 @@ pub mod critic;
 pub mod layers;
 pub mod unet;
 
-pub use classifier::{CLASSIFIER, Classifier};
+pub use classifier::Classifier;
 pub use critic::{CRITIC, Critic};
 pub use unet::{GENERATOR, MapGenerator};

@@ -12,7 +12,7 @@
 //! needs second-order gradients (see `model/critic.rs`).
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 
 use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
@@ -23,22 +23,22 @@ use mammo_prep::split::Split;
 use rand::Rng;
 
 use super::{
-    check_loss, check_resumable, check_weights, config_fingerprint, draw_batch, due, examples, split_patches,
+    Cadence, check_loss, check_resumable, check_weights, config_fingerprint, draw_batch, examples, split_patches,
     to_tensor, to_vec,
 };
 use crate::ModelKind;
 use crate::augment::Augment;
 use crate::checkpoint::{self, CHECKPOINT_FORMAT_VERSION, CheckpointState};
 use crate::config::{GanLoss, TrainConfig};
-use crate::data::{PatchData, parse_split};
+use crate::data::PatchData;
 use crate::error::{NnError, Result};
 use crate::export::{MODEL_DIR, ModelInfo, export, model_json_path};
 use crate::model::{Classifier, Critic, MapGenerator};
 use crate::observer::{Outcome, TrainObserver};
 use crate::rng::stream;
 
-/// The name of this training (checkpoint directory, observer reports, errors).
-pub const ATTRIBUTION: &str = "attribution";
+/// The name of this training (random streams, checkpoint directory, observer reports, errors).
+const ATTRIBUTION: &str = ModelKind::Attribution.as_str();
 const GEN_WEIGHTS: &str = "generator.safetensors";
 const CRITIC_WEIGHTS: &str = "critic.safetensors";
 const GEN_OPTIM: &str = "generator.optim.bpk";
@@ -79,14 +79,14 @@ pub fn train_attribution(
             data.size
         )));
     }
-    let split = parse_split(&config.data.split)?;
+    let split = config.data.split;
     let malignant = data.indices(split, &[Label::Malignant]);
     let reference = data.indices(split, &[ac.reference.label()]);
     if malignant.is_empty() || reference.is_empty() {
         return Err(NnError::Data(format!(
             "the attribution GAN needs malignant and {} patches in the {} split; found {} and {}",
             ac.reference.label().as_str(),
-            config.data.split,
+            split.as_str(),
             malignant.len(),
             reference.len()
         )));
@@ -116,8 +116,9 @@ pub fn train_attribution(
     let mut sums = [0.0f64; 4];
     let mut since_log = 0u64;
 
+    let cadence = Cadence::new(config, total, stop);
     while state.step < total {
-        if stop.load(Ordering::SeqCst) {
+        if cadence.stop_requested() {
             save(run_dir, &state, total, seed, &fingerprint, observer)?;
             return Ok(Outcome::Stopped { step: state.step });
         }
@@ -179,7 +180,7 @@ pub fn train_attribution(
             *sum += v;
         }
         since_log += 1;
-        if due(step, config.train.log_every) || step == total {
+        if cadence.log(step) {
             let k = since_log as f64;
             let scalars = [
                 ("critic_loss", sums[0] / k),
@@ -190,7 +191,7 @@ pub fn train_attribution(
             observer.scalars(ATTRIBUTION, step, &scalars);
             (sums, since_log) = ([0.0; 4], 0);
         }
-        if due(step, config.train.image_every) && !shown.is_empty() {
+        if cadence.images(step) && !shown.is_empty() {
             let n = shown.len() / (size * size);
             let m = to_vec(state.generator.valid().forward(to_tensor(shown.clone(), n, size, &device.clone().inner())));
             let y: Vec<f32> = shown.iter().zip(&m).map(|(a, b)| a + b).collect();
@@ -198,7 +199,7 @@ pub fn train_attribution(
             observer.images(ATTRIBUTION, step, "map", &split_patches(&m, size), size);
             observer.images(ATTRIBUTION, step, "output", &split_patches(&y, size), size);
         }
-        if due(step, config.train.checkpoint_every) || step == total {
+        if cadence.checkpoint(step) {
             check_weights(ATTRIBUTION, step, &state.generator)?;
             check_weights(ATTRIBUTION, step, &state.critic)?;
             save(run_dir, &state, total, seed, &fingerprint, observer)?;

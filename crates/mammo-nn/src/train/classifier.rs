@@ -3,7 +3,7 @@
 //! the negatives the classifier currently finds hardest), AdamW, augmentation on the CPU.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 
 use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
@@ -13,21 +13,23 @@ use mammo_io::layouts::Label;
 use mammo_prep::split::Split;
 
 use super::{
-    MaskedBatch, check_loss, check_resumable, check_weights, config_fingerprint, draw_batch_with_masks, due, examples,
-    split_patches, to_tensor, to_vec,
+    Cadence, MaskedBatch, check_loss, check_resumable, check_weights, config_fingerprint, draw_batch_with_masks,
+    examples, split_patches, to_tensor, to_vec,
 };
 use crate::ModelKind;
 use crate::augment::Augment;
 use crate::checkpoint::{self, CHECKPOINT_FORMAT_VERSION, CheckpointState};
 use crate::config::TrainConfig;
-use crate::data::{PatchData, parse_labels, parse_split};
+use crate::data::PatchData;
 use crate::error::{NnError, Result};
 use crate::export::export;
+use crate::model::Classifier;
 use crate::model::classifier::AUX_MASK_BITS;
-use crate::model::{CLASSIFIER, Classifier};
 use crate::observer::{Outcome, TrainObserver};
 use crate::rng::stream;
 
+/// The name of this training (random streams, checkpoint directory, observer reports, errors).
+const CLASSIFIER: &str = ModelKind::Classifier.as_str();
 const WEIGHTS: &str = "classifier.safetensors";
 const OPTIMIZER: &str = "classifier.optim.bpk";
 /// The mined hard negatives (patch indices, JSON), so a resume draws the batches the run would have.
@@ -58,9 +60,9 @@ pub fn train_classifier(
     stop: &AtomicBool,
 ) -> Result<Outcome> {
     config.validate()?;
-    let split = parse_split(&config.data.split)?;
+    let split = config.data.split;
     let positives = data.indices(split, &[Label::Malignant]);
-    let negative_labels = parse_labels(&config.data.negatives)?;
+    let negative_labels = &config.data.negatives;
     let negatives = data.indices(split, &negative_labels);
     // Each negative label gets an equal share of the batch: normal tissue outnumbers benign masses
     // several times over, and drawn in proportion it would leave the classifier seeing too few of
@@ -70,8 +72,8 @@ pub fn train_classifier(
     if positives.is_empty() || negatives.is_empty() {
         return Err(NnError::Data(format!(
             "the classifier needs malignant and {} patches in the {} split; found {} and {}",
-            config.data.negatives.join("/"),
-            config.data.split,
+            negative_labels.iter().map(|l| l.as_str()).collect::<Vec<_>>().join("/"),
+            split.as_str(),
             positives.len(),
             negatives.len()
         )));
@@ -90,15 +92,16 @@ pub fn train_classifier(
     let lr = config.classifier_lr();
     let batch = config.train.batch_size;
     let size = data.size;
-    let val = Validation::new(data, &config.data.negatives)?;
+    let val = Validation::new(data, &config.data.negatives);
     let shown = examples(data, &val.pool_or(&positives), IMAGE_EXAMPLES);
     let mut loss_sum = 0.0;
     let mut acc_sum = 0.0;
     let mut aux_sum = 0.0;
     let mut since_log = 0u64;
 
+    let cadence = Cadence::new(config, total, stop);
     while state.step < total {
-        if stop.load(Ordering::SeqCst) {
+        if cadence.stop_requested() {
             save(run_dir, &state, total, seed, &fingerprint, observer)?;
             return Ok(Outcome::Stopped { step: state.step });
         }
@@ -164,7 +167,7 @@ pub fn train_classifier(
         acc_sum += correct as f64 / batch as f64;
         since_log += 1;
         observer.progress(CLASSIFIER, step, total, &[("loss", loss_value)]);
-        if due(step, config.train.log_every) || step == total {
+        if cadence.log(step) {
             let k = since_log as f64;
             let mut scalars = vec![("loss", loss_sum / k), ("accuracy", acc_sum / k), ("lr", lr)];
             if cc.aux_weight > 0.0 {
@@ -173,13 +176,13 @@ pub fn train_classifier(
             observer.scalars(CLASSIFIER, step, &scalars);
             (loss_sum, acc_sum, aux_sum, since_log) = (0.0, 0.0, 0.0, 0);
         }
-        if due(step, config.train.image_every) && !shown.is_empty() {
+        if cadence.images(step) && !shown.is_empty() {
             let n = shown.len() / (size * size);
             let sal = state.model.saliency(to_tensor(shown.clone(), n, size, device));
             observer.images(CLASSIFIER, step, "input", &split_patches(&shown, size), size);
             observer.images(CLASSIFIER, step, "saliency", &split_patches(&to_vec(sal), size), size);
         }
-        if due(step, config.train.checkpoint_every) || step == total {
+        if cadence.checkpoint(step) {
             check_weights(CLASSIFIER, step, &state.model)?;
             if let Some((val_loss, val_auc)) = val.evaluate(&state.model, size, device) {
                 observer.scalars(CLASSIFIER, step, &[("val_loss", val_loss), ("val_auc", val_auc)]);
@@ -298,12 +301,12 @@ struct Validation<'a> {
 }
 
 impl<'a> Validation<'a> {
-    fn new(data: &'a PatchData, negatives: &[String]) -> Result<Self> {
-        Ok(Validation {
+    fn new(data: &'a PatchData, negatives: &[Label]) -> Self {
+        Validation {
             data,
             positives: data.indices(Split::Val, &[Label::Malignant]),
-            negatives: data.indices(Split::Val, &parse_labels(negatives)?),
-        })
+            negatives: data.indices(Split::Val, negatives),
+        }
     }
 
     /// The malignant validation patches, or `fallback` when there are none.

@@ -13,6 +13,8 @@ mod classifier;
 pub use attribution::train_attribution;
 pub use classifier::train_classifier;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::Rng;
@@ -196,6 +198,51 @@ pub(crate) fn check_resumable(
 /// Whether `step` (1-based, just completed) is a multiple of `every` (never when `every` is 0).
 pub(crate) fn due(step: u64, every: u64) -> bool {
     every > 0 && step % every == 0
+}
+
+/// When a training loop stops, logs, draws images and checkpoints: one schedule for both models, so
+/// `train.log_every`, `image_every` and `checkpoint_every` mean the same for either, and the last step
+/// is always logged and checkpointed (a resume or an export starts from it).
+pub(crate) struct Cadence<'a> {
+    total: u64,
+    log_every: u64,
+    image_every: u64,
+    checkpoint_every: u64,
+    stop: &'a AtomicBool,
+}
+
+impl<'a> Cadence<'a> {
+    /// The schedule of `config.train` for a loop of `total` steps that `stop` interrupts.
+    pub(crate) fn new(config: &TrainConfig, total: u64, stop: &'a AtomicBool) -> Self {
+        let t = &config.train;
+        Cadence {
+            total,
+            log_every: t.log_every,
+            image_every: t.image_every,
+            checkpoint_every: t.checkpoint_every,
+            stop,
+        }
+    }
+
+    /// Whether a signal asked the loop to stop before its next step (it then saves and returns).
+    pub(crate) fn stop_requested(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    /// Whether the averages since the last log are reported after `step`.
+    pub(crate) fn log(&self, step: u64) -> bool {
+        due(step, self.log_every) || step == self.total
+    }
+
+    /// Whether example images are drawn after `step`.
+    pub(crate) fn images(&self, step: u64) -> bool {
+        due(step, self.image_every)
+    }
+
+    /// Whether the weights are checked and a checkpoint saved after `step`.
+    pub(crate) fn checkpoint(&self, step: u64) -> bool {
+        due(step, self.checkpoint_every) || step == self.total
+    }
 }
 
 /// The first `n` patches of `pool`, copied out (fixed examples for image reports).

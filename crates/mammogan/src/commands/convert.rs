@@ -1,3 +1,5 @@
+//! `mammogan convert`: a mammogram (DICOM, PGM, PNG) to a PNG of its values.
+
 use std::path::PathBuf;
 
 use anyhow::{Result, bail};

@@ -1,3 +1,5 @@
+//! `mammogan diff`: what differs between two runs, from their manifests.
+
 use std::path::PathBuf;
 
 use anyhow::Result;

@@ -1,3 +1,5 @@
+//! `mammogan env`: the environment doctor and, with `--bench`, the training benchmark.
+
 use anyhow::{Result, bail};
 use mammo_run::doctor::{self, Verdict};
 use mammo_run::{BuildInfo, Environment};
@@ -28,7 +30,7 @@ pub fn run(args: Args) -> Result<()> {
     let checks = doctor::checks(&env, &build, threads);
     let verdict = doctor::overall(&checks);
     let bench =
-        if args.bench { Some(mammo_run::bench::bench(&args.device, args.threads, args.bench_seconds)?) } else { None };
+        if args.bench { Some(mammo_nn::bench::bench(&args.device, args.threads, args.bench_seconds)?) } else { None };
     if args.json {
         let v = serde_json::json!({
             "verdict": verdict,

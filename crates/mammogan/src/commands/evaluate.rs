@@ -1,3 +1,5 @@
+//! `mammogan evaluate`: a run measured on a DATASET (metrics.json, report.html).
+
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};

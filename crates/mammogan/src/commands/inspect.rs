@@ -1,3 +1,5 @@
+//! `mammogan inspect`: the facts of one image file, never a patient attribute.
+
 use std::path::PathBuf;
 
 use anyhow::Result;

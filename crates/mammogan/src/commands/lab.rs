@@ -1,3 +1,5 @@
+//! `mammogan lab`: the browser lab over a directory of runs.
+
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;

@@ -1,3 +1,5 @@
+//! `mammogan phantom`: synthetic mammograms with exact ground truth.
+
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};

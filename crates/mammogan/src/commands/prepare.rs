@@ -1,3 +1,5 @@
+//! `mammogan prepare`: a dataset layout turned into a patient-split DATASET.
+
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};

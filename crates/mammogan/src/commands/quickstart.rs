@@ -1,3 +1,5 @@
+//! `mammogan quickstart`: phantom, prepare, train, evaluate and explain in one directory.
+
 use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};

@@ -1,9 +1,11 @@
+//! `mammogan reproduce`: a finished run re-run from its manifest, and the weights compared.
+
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use mammo_run::{Manifest, Status};
 
-use crate::commands::train::{self, TrainOpts, Which};
+use crate::commands::train::{self, TrainOpts};
 use crate::progress::Progress;
 
 #[derive(clap::Args)]
@@ -59,10 +61,10 @@ pub fn run(args: Args, progress: &Progress) -> Result<()> {
     mammo_run::reproduce::check_dataset(&data, recorded)?;
 
     let out = args.out.clone().unwrap_or_else(|| sibling(run, "-reproduce"));
-    let model = match original.inputs.models.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
-        ["classifier"] => Which::Classifier,
-        ["attribution"] => Which::Attribution,
-        _ => Which::All,
+    // The manifest lists the models trained, in order: one of them, or both (`all`).
+    let model = match original.inputs.models.as_slice() {
+        [one] => mammo_nn::ModelKind::choice(one)?,
+        _ => &mammo_nn::ModelKind::ALL,
     };
     let device = args.device.clone().unwrap_or_else(|| match original.run.backend.as_str() {
         "cuda" => format!("cuda:{}", original.run.device_index),

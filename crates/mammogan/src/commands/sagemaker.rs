@@ -93,11 +93,7 @@ fn run(paths: &Paths, cli: &train::TrainOpts, progress: &Progress) -> Result<()>
         opts.threads = t;
     }
     if let Some(m) = hp.models {
-        opts.model = match m {
-            sagemaker::Models::Classifier => train::Which::Classifier,
-            sagemaker::Models::Attribution => train::Which::Attribution,
-            sagemaker::Models::All => train::Which::All,
-        };
+        opts.model = m;
     }
     let saved = run.join(RunDir::CONFIG);
     if resume && saved.is_file() {

@@ -1,3 +1,5 @@
+//! `mammogan serve`: HTTP inference on a run or an exported model (SageMaker's contract).
+
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};

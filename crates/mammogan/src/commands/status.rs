@@ -1,3 +1,5 @@
+//! `mammogan status`: where a run stands, from its manifest.
+
 use std::path::PathBuf;
 
 use anyhow::Result;

@@ -1,3 +1,5 @@
+//! `mammogan train`: the run session (config, manifest, tracking sinks, signals) and its training.
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -28,7 +30,7 @@ pub struct Args {
 }
 
 /// Options shared with `quickstart`.
-#[derive(clap::Args, Clone, Default)]
+#[derive(clap::Args, Clone)]
 pub struct TrainOpts {
     /// A TOML config; defaults are documented in `mammogan train --print-config`.
     #[arg(long)]
@@ -36,9 +38,9 @@ pub struct TrainOpts {
     /// Override one config key, e.g. `--set train.steps=20` (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
-    /// Which model(s) to train.
-    #[arg(long, value_enum, default_value_t = Which::All)]
-    pub model: Which,
+    /// Which model(s) to train, in training order.
+    #[arg(long, default_value = "all", value_parser = model_choice())]
+    pub model: &'static [ModelKind],
     /// auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     pub device: String,
@@ -55,23 +57,27 @@ pub struct TrainOpts {
     pub mlflow: crate::commands::track::MlflowOpts,
 }
 
-#[derive(clap::ValueEnum, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Which {
-    Classifier,
-    Attribution,
-    #[default]
-    All,
-}
-
-impl Which {
-    /// The models chosen, in training order.
-    pub fn models(self) -> &'static [ModelKind] {
-        match self {
-            Which::Classifier => &[ModelKind::Classifier],
-            Which::Attribution => &[ModelKind::Attribution],
-            Which::All => &ModelKind::ALL,
+impl Default for TrainOpts {
+    /// Both models, the rest as their types' defaults (`quickstart` sets what it needs).
+    fn default() -> Self {
+        TrainOpts {
+            config: None,
+            set: Vec::new(),
+            model: &ModelKind::ALL,
+            device: String::new(),
+            threads: 0,
+            resume: false,
+            metric_lines: false,
+            mlflow: Default::default(),
         }
     }
+}
+
+/// `--model`: the names [`ModelKind::choice`] takes, listed in `--help` and in clap's error.
+fn model_choice() -> impl clap::builder::TypedValueParser<Value = &'static [ModelKind]> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(ModelKind::CHOICES)
+        .map(|name| ModelKind::choice(&name).expect("clap passes only the listed choices"))
 }
 
 /// The resolved config: the run's own on --resume, else defaults <- --config <- --set.
@@ -154,7 +160,7 @@ pub struct TrainSummary {
 /// touched. A start that fails there still leaves `RUN/manifest.json` saying `failed` and why (where
 /// `out` is new or empty), and running the command again replaces it.
 pub fn train(data: &Path, out: &Path, opts: &TrainOpts, progress: &Progress) -> Result<TrainSummary> {
-    let models = opts.model.models();
+    let models = opts.model;
     let mlflow = opts.mlflow.target()?;
     let start = match check_start(data, out, opts, models) {
         Ok(s) => s,
@@ -250,7 +256,8 @@ fn record_failed_start(out: &Path, opts: &TrainOpts, models: &[ModelKind], error
         return;
     }
     let config = resolve_config(opts, out).ok().and_then(|c| serde_json::to_value(c).ok());
-    let manifest = mammo_run::Manifest::failed_start(config, models, crate::one_line(error));
+    let names: Vec<&str> = models.iter().map(|m| m.as_str()).collect();
+    let manifest = mammo_run::Manifest::failed_start(config, &names, crate::one_line(error));
     if let Err(e) = std::fs::create_dir_all(out).map_err(anyhow::Error::from).and_then(|_| Ok(manifest.write(out)?)) {
         tracing::warn!("{}: could not record the failed start: {e}", out.display());
     }
@@ -279,7 +286,7 @@ fn new_manifest(
         config_toml_blake3: blake3::hash(config_toml.as_bytes()).to_hex().to_string(),
         models: models.iter().map(|m| m.to_string()).collect(),
         seeds,
-        dataset: Some(DatasetRef::new(data, dataset, &config.data.split, out)),
+        dataset: Some(DatasetRef::new(data, dataset, config.data.split.as_str(), out)),
     };
     let run = RunInfo::this_process(&device.backend, device.index, device.threads, device.deterministic, resumed);
     Manifest::new(inputs, run, Environment::detect(Some(device.threads)))
@@ -302,7 +309,7 @@ fn train_models(
 ) -> Result<TrainSummary> {
     let mut summary = TrainSummary { weights: Default::default(), steps: Default::default(), device: info.clone() };
     for &kind in models {
-        let model = kind.name();
+        let model = kind.as_str();
         let resumed_at = mammo_nn::checkpoint::latest(run.root(), model)?.map(|c| c.state.step).unwrap_or(0);
         let mut observer = CliObserver::open(run, model, resumed_at, progress, writer)?;
         observer.metric_lines = metric_lines;

@@ -7,13 +7,13 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::{PatchData, TrainConfig, TrainObserver};
 use mammo_io::layouts::Label;
-use mammo_nn::{PatchData, TrainConfig, TrainObserver};
 use mammo_prep::split::Split;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
-use crate::error::{Result, RunError};
+use crate::error::{NnError, Result};
 
 /// What the benchmark measured.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -54,7 +54,7 @@ impl TrainObserver for Clock<'_> {
 
 /// Runs the benchmark for about `seconds` on `device` (`auto`, `cpu`, `cuda`) with `threads` workers.
 pub fn bench(device: &str, threads: usize, seconds: f64) -> Result<BenchResult> {
-    let (device, info) = mammo_nn::select_device(device, threads)?;
+    let (device, info) = crate::select_device(device, threads)?;
     let config = TrainConfig::default();
     let size = 64;
     let n = 64;
@@ -63,16 +63,16 @@ pub fn bench(device: &str, threads: usize, seconds: f64) -> Result<BenchResult> 
     let labels = (0..n).map(|i| if i % 2 == 0 { Label::Malignant } else { Label::Benign }).collect();
     let data = PatchData::new(size, 0.4, pixels, vec![4; n * size * size], labels, vec![Split::Train; n])?;
     let mut config = config;
-    config.set("train.steps", "1000000").map_err(|e| RunError::Named(e.to_string()))?;
-    config.set("train.checkpoint_every", "0").map_err(|e| RunError::Named(e.to_string()))?;
-    config.set("train.image_every", "0").map_err(|e| RunError::Named(e.to_string()))?;
-    config.set("train.log_every", "1000000").map_err(|e| RunError::Named(e.to_string()))?;
-    let tmp = tempfile::tempdir().map_err(|e| RunError::io(&std::env::temp_dir(), e))?;
+    config.set("train.steps", "1000000")?;
+    config.set("train.checkpoint_every", "0")?;
+    config.set("train.image_every", "0")?;
+    config.set("train.log_every", "1000000")?;
+    let tmp = tempfile::tempdir().map_err(|e| NnError::io(&std::env::temp_dir(), e))?;
     let stop = AtomicBool::new(false);
     let mut clock = Clock { stop: &stop, limit: Duration::from_secs_f64(seconds), first: None, last: None };
-    mammo_nn::train_classifier(tmp.path(), &data, &config, &device, &mut clock, &stop)?;
+    crate::train_classifier(tmp.path(), &data, &config, &device, &mut clock, &stop)?;
     let (Some((t0, s0)), Some((t1, s1))) = (clock.first, clock.last) else {
-        return Err(RunError::Named("bench: no training step completed".into()));
+        return Err(NnError::Named("bench: no training step completed".into()));
     };
     let secs = (t1 - t0).as_secs_f64();
     let steps = s1 - s0;
