@@ -340,8 +340,13 @@ pub fn run(args: Args) -> Result<()> {
             let sd = SweepDir::new(&dir);
             let c = mammo_sweep::collect::collect(&sd)?;
             mammo_sweep::collect::write(&sd, &c)?;
-            let done = c.entries.iter().filter(|e| e.objective.is_some()).count();
-            println!("{done} of {} trials finished; wrote {}", c.entries.len(), dir.join("leaderboard.csv").display());
+            let finished = c.entries.iter().filter(|e| e.state == State::Finished).count();
+            let scored = c.entries.iter().filter(|e| e.objective.is_some()).count();
+            println!(
+                "{finished} of {} trials finished, {scored} with the objective; wrote {}",
+                c.entries.len(),
+                dir.join("leaderboard.csv").display()
+            );
             match &c.best {
                 Some(b) => println!(
                     "best: {} mean {:.4} ± {:.4} over {} seed(s); wrote {}",
@@ -351,6 +356,9 @@ pub fn run(args: Args) -> Result<()> {
                     b.n,
                     dir.join("best.toml").display()
                 ),
+                // Finished trials without the objective: their notes in leaderboard.csv say why (a
+                // test split without both classes has no AUC, say).
+                None if finished > 0 => println!("no finished trial has the objective: see leaderboard.csv"),
                 None => println!("no trial finished yet"),
             }
             Ok(())
