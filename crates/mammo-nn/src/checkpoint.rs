@@ -1,10 +1,12 @@
 //! Checkpoints: `RUN/checkpoints/<model>/step-000100/`, written so that a kill at any instant leaves
 //! either the previous checkpoints alone or a new complete one.
 //!
-//! A checkpoint is built in a hidden sibling (`.step-000100.tmp-<pid>`), every file and the directory
-//! are fsynced, and only then is it renamed to its final name; `state.json`, written last, lists the
+//! A checkpoint is built in a hidden sibling (`.step-000100.partial-<pid>`), every file and the
+//! directory are fsynced, and only then is it renamed to its final name, through
+//! [`mammo_io::partial::build_dir`] like every directory we write; `state.json`, written last, lists the
 //! BLAKE3 of every other file, and [`latest`] skips any directory whose files do not match it. So a
-//! directory named `step-*` is complete by construction, and is checked anyway.
+//! directory named `step-*` is complete by construction, and is checked anyway. A kill between the two
+//! renames of writing a step again leaves only `.step-000100.old-<pid>`, which [`latest`] puts back.
 //!
 //! What a checkpoint holds is everything a fresh process needs to continue bit-identically: weights
 //! (safetensors), Adam moments (burn's optimizer record, burnpack), and the step. The random draws need
@@ -16,6 +18,7 @@ use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use burn::store::{ModuleSnapshot, SafetensorsStore, burn_pack};
 use burn::tensor::Bytes;
+use mammo_io::partial::Existing;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{NnError, Result};
@@ -76,71 +79,31 @@ pub fn checkpoint_dir(run_dir: &Path, model: &str, step: u64) -> PathBuf {
 
 /// Writes a checkpoint atomically and returns its directory. `files` are (name, bytes).
 pub fn write(run_dir: &Path, state: &CheckpointState, files: &[(&str, Vec<u8>)]) -> Result<PathBuf> {
-    let parent = model_dir(run_dir, &state.model);
-    std::fs::create_dir_all(&parent).map_err(|e| NnError::io(&parent, e))?;
-    remove_stale(&parent);
     let dest = checkpoint_dir(run_dir, &state.model, state.step);
-    let name = dest.file_name().expect("step-N").to_string_lossy().into_owned();
-    let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(|e| NnError::io(&tmp, e))?;
-    }
-    std::fs::create_dir(&tmp).map_err(|e| NnError::io(&tmp, e))?;
-    let result = (|| {
+    // Re-writing a step (a resume that saves the step it started from) replaces it whole.
+    mammo_io::partial::build_dir(&dest, Existing::Replace, |tmp| {
         let mut state = state.clone();
         state.files.clear();
         for (file, bytes) in files {
-            write_synced(&tmp.join(file), bytes)?;
+            write_file(&tmp.join(file), bytes)?;
             state.files.push((file.to_string(), blake3::hash(bytes).to_hex().to_string()));
         }
         let json = serde_json::to_vec_pretty(&state).expect("state serializes");
-        write_synced(&tmp.join(STATE_FILE), &json)?;
-        sync_dir(&tmp)?;
-        if dest.exists() {
-            // Re-writing a step (a resume that saves the step it started from): move the old one
-            // aside first, so the name always points at a complete checkpoint.
-            let old = parent.join(format!(".{name}.old-{}", std::process::id()));
-            std::fs::rename(&dest, &old).map_err(|e| NnError::io(&dest, e))?;
-            std::fs::rename(&tmp, &dest).map_err(|e| NnError::io(&dest, e))?;
-            std::fs::remove_dir_all(&old).map_err(|e| NnError::io(&old, e))?;
-        } else {
-            std::fs::rename(&tmp, &dest).map_err(|e| NnError::io(&dest, e))?;
-        }
-        sync_dir(&parent)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_dir_all(&tmp);
-    }
-    result.map(|_| dest)
+        write_file(&tmp.join(STATE_FILE), &json)
+    })?;
+    Ok(dest)
 }
 
-/// Removes what killed writers left behind: hidden `.step-*.tmp-<pid>` / `.step-*.old-<pid>`
-/// directories of other processes. (A run directory has one writer at a time; an `.old` directory
-/// only ever duplicates a step that is complete elsewhere or older than the newest.)
-fn remove_stale(parent: &Path) {
-    let own = format!("-{}", std::process::id());
-    let Ok(entries) = std::fs::read_dir(parent) else { return };
-    for entry in entries.filter_map(|e| e.ok()) {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let hidden_copy = name.starts_with(".step-") && (name.contains(".tmp-") || name.contains(".old-"));
-        if hidden_copy && !name.ends_with(&own) {
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
-    }
+fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    std::fs::write(path, bytes).map_err(|e| NnError::io(path, e))
 }
 
-fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let mut f = std::fs::File::create(path).map_err(|e| NnError::io(path, e))?;
-    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(|e| NnError::io(path, e))
-}
-
-fn sync_dir(dir: &Path) -> Result<()> {
-    // Makes the directory entries (new files, the rename) durable. Not possible on every platform;
-    // where opening a directory fails, the rename is still atomic, just not yet durable.
-    if let Ok(d) = std::fs::File::open(dir) {
-        d.sync_all().map_err(|e| NnError::io(dir, e))?;
-    }
+/// Finishes or undoes the checkpoint writes of `model` that a kill interrupted (see
+/// [`mammo_io::partial::recover`]): an old copy of a step being written again is put back where the
+/// kill left none, partial ones are removed. [`latest`] runs it first, so a resume sees every complete
+/// checkpoint; call nothing else that writes this model's checkpoints meanwhile.
+pub fn recover(run_dir: &Path, model: &str) -> Result<()> {
+    mammo_io::partial::recover(&model_dir(run_dir, model))?;
     Ok(())
 }
 
@@ -187,8 +150,10 @@ pub fn open(run_dir: &Path, model: &str, step: u64) -> Result<Checkpoint> {
     Ok(Checkpoint { dir, state })
 }
 
-/// The newest checkpoint of `model` that verifies, if any. Damaged ones are skipped with a warning.
+/// The newest checkpoint of `model` that verifies, if any, after [`recover`]. Damaged ones are skipped
+/// with a warning.
 pub fn latest(run_dir: &Path, model: &str) -> Result<Option<Checkpoint>> {
+    recover(run_dir, model)?;
     for step in steps_on_disk(run_dir, model)? {
         match open(run_dir, model, step) {
             Ok(c) => return Ok(Some(c)),
@@ -283,8 +248,8 @@ mod tests {
         let run = tempfile::tempdir().unwrap();
         write(run.path(), &state(2), &[("a.bin", vec![1, 2, 3])]).unwrap();
         let d4 = write(run.path(), &state(4), &[("a.bin", vec![4])]).unwrap();
-        // A half-written one (as left by a kill) is hidden and ignored, and cleared by the next write.
-        let stale = model_dir(run.path(), "m").join(".step-000006.tmp-999999999");
+        // A half-written one (as left by a kill) is hidden and ignored, and cleared by `latest`.
+        let stale = model_dir(run.path(), "m").join(".step-000006.partial-4999999");
         std::fs::create_dir_all(&stale).unwrap();
         assert_eq!(latest(run.path(), "m").unwrap().unwrap().state.step, 4);
         // A damaged one is skipped.
@@ -299,5 +264,36 @@ mod tests {
         prune(run.path(), "m", 1).unwrap();
         assert!(open(run.path(), "m", 2).is_err());
         assert!(latest(run.path(), "nothing").unwrap().is_none());
+    }
+
+    /// A kill while writing a step again, on the layout training writes (`checkpoints/<model>/step-N`):
+    /// between the two renames only the old copy exists, and `latest` (what a resume calls) puts it
+    /// back; after them, the old copy is removed. (`/proc` tells a dead writer; without it nothing is
+    /// touched.)
+    #[test]
+    fn latest_recovers_a_step_whose_rewrite_was_killed() {
+        if !Path::new("/proc/self").exists() {
+            return;
+        }
+        let run = tempfile::tempdir().unwrap();
+        write(run.path(), &state(2), &[("a.bin", vec![2])]).unwrap();
+        let d4 = write(run.path(), &state(4), &[("a.bin", vec![4])]).unwrap();
+        assert_eq!(d4, run.path().join("checkpoints/m/step-000004"));
+        let dir = model_dir(run.path(), "m");
+        // Killed between the renames: step 4 moved aside, its new version complete but hidden.
+        std::fs::rename(&d4, dir.join(".step-000004.old-4999999")).unwrap();
+        std::fs::create_dir(dir.join(".step-000004.partial-4999999")).unwrap();
+        std::fs::write(dir.join(".step-000004.partial-4999999/a.bin"), [5]).unwrap();
+        let c = latest(run.path(), "m").unwrap().unwrap();
+        assert_eq!((c.state.step, c.read("a.bin").unwrap()), (4, vec![4]));
+        let mut names: Vec<String> =
+            std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        names.sort();
+        assert_eq!(names, ["step-000002", "step-000004"]);
+        // Killed after them: the new step in place and the old copy left over, which goes.
+        write(run.path(), &state(4), &[("a.bin", vec![6])]).unwrap();
+        std::fs::create_dir(dir.join(".step-000004.old-4999998")).unwrap();
+        assert_eq!(latest(run.path(), "m").unwrap().unwrap().read("a.bin").unwrap(), vec![6]);
+        assert!(!dir.join(".step-000004.old-4999998").exists());
     }
 }

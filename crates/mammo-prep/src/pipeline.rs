@@ -84,28 +84,14 @@ pub fn prepare(
     build_dir(out, |tmp| write_records(tmp, input, records, &metadata, &plan.summary(params), params.patch.size))
 }
 
-/// Builds the new directory `out` through `write` into a partial sibling renamed when complete
-/// ([`mammo_io::partial`]): an error or a kill leaves nothing that looks done.
+/// Builds the new directory `out` through `write` into a partial sibling, synced and renamed when
+/// complete ([`mammo_io::partial::build_dir`]): an error or a kill leaves nothing that looks done.
 pub(crate) fn build_dir<T>(out: &Path, write: impl FnOnce(&Path) -> Result<T>) -> Result<T> {
     // Not `exists()`, which follows links: a dangling link as OUT would be replaced by the rename.
     if std::fs::symlink_metadata(out).is_ok() {
         return Err(PrepError::invalid(out, "output already exists; choose a new path or remove it first"));
     }
-    let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).map_err(|e| PrepError::io(parent, e))?;
-    // `.NAME.partial-PID`; those a killed run left are removed first.
-    mammo_io::partial::remove_stale(out);
-    let tmp = mammo_io::partial::partial_dir(out);
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir(&tmp).map_err(|e| PrepError::io(&tmp, e))?;
-    let result = write(&tmp).and_then(|value| {
-        std::fs::rename(&tmp, out).map_err(|e| PrepError::io(out, e))?;
-        Ok(value)
-    });
-    if result.is_err() {
-        let _ = std::fs::remove_dir_all(&tmp);
-    }
-    result
+    mammo_io::partial::build_dir(out, mammo_io::partial::Existing::EmptyOnly, write)
 }
 
 /// What every process preparing (part of) one input computes identically from the layout's tables,

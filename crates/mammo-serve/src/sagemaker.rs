@@ -415,25 +415,19 @@ pub fn export_model(run: &Path, dest: &Path) -> Result<()> {
     if !src_model.join(mammo_nn::export::MODEL_JSON).is_file() {
         bail!("{}: no exported model to copy (training wrote none)", src_model.display());
     }
-    std::fs::create_dir_all(dest).map_err(|e| mammo_io::IoError::io(dest, e))?;
     let final_dir = dest.join(RunDir::MODEL);
-    let tmp = dest.join(format!(".model.tmp-{}", std::process::id()));
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(|e| mammo_io::IoError::io(&tmp, e))?;
-    }
-    std::fs::create_dir_all(&tmp).map_err(|e| mammo_io::IoError::io(&tmp, e))?;
-    for entry in std::fs::read_dir(&src_model).map_err(|e| mammo_io::IoError::io(&src_model, e))? {
-        let entry = entry.map_err(|e| mammo_io::IoError::io(&src_model, e))?;
-        let p = entry.path();
-        if p.is_file() && !entry.file_name().to_string_lossy().starts_with('.') {
-            let bytes = std::fs::read(&p).map_err(|e| mammo_io::IoError::io(&p, e))?;
-            std::fs::write(tmp.join(entry.file_name()), bytes).map_err(|e| mammo_io::IoError::io(&tmp, e))?;
+    // Built beside `model/`, synced and renamed over it whole (a retried export replaces it).
+    mammo_io::partial::build_dir(&final_dir, mammo_io::partial::Existing::Replace, |tmp| -> Result<()> {
+        for entry in std::fs::read_dir(&src_model).map_err(|e| mammo_io::IoError::io(&src_model, e))? {
+            let entry = entry.map_err(|e| mammo_io::IoError::io(&src_model, e))?;
+            let p = entry.path();
+            if p.is_file() && !entry.file_name().to_string_lossy().starts_with('.') {
+                let bytes = std::fs::read(&p).map_err(|e| mammo_io::IoError::io(&p, e))?;
+                std::fs::write(tmp.join(entry.file_name()), bytes).map_err(|e| mammo_io::IoError::io(tmp, e))?;
+            }
         }
-    }
-    if final_dir.exists() {
-        std::fs::remove_dir_all(&final_dir).map_err(|e| mammo_io::IoError::io(&final_dir, e))?;
-    }
-    std::fs::rename(&tmp, &final_dir).map_err(|e| mammo_io::IoError::io(&final_dir, e))?;
+        Ok(())
+    })?;
     for rel in [RunDir::CONFIG, RunDir::MANIFEST, RunDir::METRICS, "eval/metrics.json", "eval/report.html"] {
         let p = run.join(rel);
         if p.is_file() {

@@ -1,8 +1,8 @@
 //! What a mammogan training run writes as it goes, independent of the model and of the deep-learning
 //! framework: the RUN directory's layout ([`RunDir`]), scalar metrics as JSON lines ([`MetricsJsonl`]),
-//! TensorBoard event files ([`TensorBoardWriter`]), image grids for them ([`image_grid_png`]), and atomic
-//! checkpoint directories ([`write_dir_atomically`], [`latest_checkpoint`]), and the same run sent to an
-//! MLflow tracking server ([`mlflow`]).
+//! TensorBoard event files ([`TensorBoardWriter`]), image grids for them ([`image_grid_png`]), and the
+//! same run sent to an MLflow tracking server ([`mlflow`]). Checkpoints are not this crate's: the trainer
+//! writes them (in mammogan, `mammo_nn::checkpoint`) and says which step a resume starts from.
 //!
 //! Every writer survives a crash and a resume the same way: what was logged is on its way to disk when
 //! the call returns, a record cut short by a kill is skipped by readers, and reopening a file for a run
@@ -12,8 +12,9 @@
 //! ```no_run
 //! # fn main() -> mammo_track::Result<()> {
 //! use mammo_track::{MetricsJsonl, RunDir, TensorBoardWriter, WallTime};
+//! # fn newest_checkpoint(_: &RunDir) -> u64 { 0 }
 //! let run = RunDir::resume("runs/classifier")?;
-//! let last = run.latest_checkpoint()?.map_or(0, |(step, _)| step);
+//! let last = newest_checkpoint(&run); // the trainer's: 0 for a fresh run
 //! let mut metrics = MetricsJsonl::open_resume(run.metrics(), last)?;
 //! let mut tb = TensorBoardWriter::open_resume(run.tensorboard(), "train", WallTime::System, last)?;
 //! for step in last + 1..=1000 {
@@ -21,9 +22,7 @@
 //!     metrics.log(step, "classifier", &[("loss", loss)])?;
 //!     tb.scalar(step, "classifier/loss", loss as f32)?;
 //!     if step % 100 == 0 {
-//!         mammo_track::write_dir_atomically(&run.checkpoint(step), |dir| {
-//!             std::fs::write(dir.join("model.bin"), b"weights")
-//!         })?;
+//!         // save checkpoint `step`
 //!     }
 //! }
 //! # Ok(())
@@ -45,7 +44,5 @@ pub use crate::crc32c::{crc32c, masked_crc32c};
 pub use crate::error::{Result, TrackError};
 pub use crate::grid::{GridOptions, TileScale, encode_png_gray, image_grid, image_grid_png};
 pub use crate::jsonl::{MetricsJsonl, RESERVED_KEYS, Record, read_metrics};
-pub use crate::rundir::{
-    RunDir, checkpoint_name, latest_checkpoint, parse_checkpoint_name, recover_interrupted, write_dir_atomically,
-};
+pub use crate::rundir::RunDir;
 pub use crate::tensorboard::{EVENT_FILE_PREFIX, TensorBoardWriter, WallTime, event_file_name, read_events};

@@ -49,27 +49,13 @@ pub fn write_phantom(
     } else {
         dir.to_path_buf()
     };
-    if let Some(parent) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
-        mkdir(parent)?;
-    }
-    mammo_io::partial::remove_stale(&dest);
-    let tmp = mammo_io::partial::partial_dir(&dest);
-    let _ = std::fs::remove_dir_all(&tmp);
-    mkdir(&tmp)?;
-    let written = match format {
-        OutputFormat::Dicom | OutputFormat::Png => phantom::write(&tmp, params, format, progress),
-        OutputFormat::Mias => mias::write(&tmp, params, progress),
-        OutputFormat::Cbis => cbis::write(&tmp, params, progress),
-    };
     // rename(2) replaces an empty directory, which `check_empty` allowed.
-    let result = written.and_then(|summary| {
-        std::fs::rename(&tmp, &dest).map_err(|e| PhantomError::Io { path: dir.to_path_buf(), source: e })?;
-        Ok(PhantomSummary { dir: dir.to_path_buf(), ..summary })
-    });
-    if result.is_err() {
-        let _ = std::fs::remove_dir_all(&tmp);
-    }
-    result
+    let summary = mammo_io::partial::build_dir(&dest, mammo_io::partial::Existing::EmptyOnly, |tmp| match format {
+        OutputFormat::Dicom | OutputFormat::Png => phantom::write(tmp, params, format, progress),
+        OutputFormat::Mias => mias::write(tmp, params, progress),
+        OutputFormat::Cbis => cbis::write(tmp, params, progress),
+    })?;
+    Ok(PhantomSummary { dir: dir.to_path_buf(), ..summary })
 }
 
 /// `dir` must not exist or be an empty directory: a phantom never overwrites or mixes with other files.

@@ -203,41 +203,56 @@ pub fn evaluate(
     flat.insert("split".into(), split.as_str().into());
     flat.insert("dataset.content_hash".into(), patches.content_hash.clone().unwrap_or_default().into());
 
-    // The report.
+    // The report: `eval/` built aside, synced and renamed over the previous one whole, so that its
+    // `metrics.json` (which marks a sweep's trial finished) never comes with another evaluation's files.
     let eval_dir = run.join(RunDir::EVAL);
-    std::fs::create_dir_all(eval_dir.join("images")).map_err(|e| mammo_io::IoError::io(&eval_dir, e))?;
-    let gallery = match &gan {
-        Some(m) => {
-            gallery(&malignant, &x, m, &p_before, p_after.as_deref().unwrap_or(&[]), &targets, patches.size, &eval_dir)?
+    let charts = training_curves(run)?;
+    mammo_io::partial::build_dir(&eval_dir, mammo_io::partial::Existing::Replace, |eval_dir| -> Result<()> {
+        std::fs::create_dir_all(eval_dir.join("images")).map_err(|e| mammo_io::IoError::io(eval_dir, e))?;
+        let gallery = match &gan {
+            Some(m) => gallery(
+                &malignant,
+                &x,
+                m,
+                &p_before,
+                p_after.as_deref().unwrap_or(&[]),
+                &targets,
+                patches.size,
+                eval_dir,
+            )?,
+            None => Vec::new(),
+        };
+        if let Some(w) = &whole {
+            let mut csv = csv::Writer::from_writer(Vec::new());
+            for row in &w.rows {
+                csv.serialize(row)?;
+            }
+            mammo_io::atomic::write_bytes(&eval_dir.join("images.csv"), &csv.into_inner()?)?;
         }
-        None => Vec::new(),
-    };
-    if let Some(w) = &whole {
-        let mut csv = csv::Writer::from_writer(Vec::new());
-        for row in &w.rows {
-            csv.serialize(row)?;
-        }
-        mammo_io::atomic::write_bytes(&eval_dir.join("images.csv"), &csv.into_inner()?)?;
-    }
-    let report = Report {
-        whole_image: whole.map(|w| w.report),
-        title: format!("mammogan evaluation — {}", run.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()),
-        details: vec![
-            ("split".into(), split.as_str().into()),
-            ("patches (benign + malignant)".into(), test.len().to_string()),
-            ("threshold (chosen on val)".into(), format!("{threshold:.4}")),
-            ("dataset content hash".into(), patches.content_hash.clone().unwrap_or_default()),
-        ],
-        classifier,
-        roc_curve: roc,
-        attribution: attribution_metrics,
-        saliency: saliency_metrics,
-        form_only: form_only_metrics,
-        charts: training_curves(run)?,
-        gallery,
-    };
-    mammo_io::atomic::write_bytes(&eval_dir.join("report.html"), mammo_eval::render_report(&report).as_bytes())?;
-    mammo_io::atomic::write_bytes(&eval_dir.join("metrics.json"), serde_json::to_string_pretty(&flat)?.as_bytes())?;
+        let report = Report {
+            whole_image: whole.map(|w| w.report),
+            title: format!(
+                "mammogan evaluation — {}",
+                run.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+            ),
+            details: vec![
+                ("split".into(), split.as_str().into()),
+                ("patches (benign + malignant)".into(), test.len().to_string()),
+                ("threshold (chosen on val)".into(), format!("{threshold:.4}")),
+                ("dataset content hash".into(), patches.content_hash.clone().unwrap_or_default()),
+            ],
+            classifier,
+            roc_curve: roc,
+            attribution: attribution_metrics,
+            saliency: saliency_metrics,
+            form_only: form_only_metrics,
+            charts,
+            gallery,
+        };
+        mammo_io::atomic::write_bytes(&eval_dir.join("report.html"), mammo_eval::render_report(&report).as_bytes())?;
+        mammo_io::atomic::write_bytes(&eval_dir.join("metrics.json"), serde_json::to_string_pretty(&flat)?.as_bytes())?;
+        Ok(())
+    })?;
     // The manifest carries them too, so `diff` shows how two runs' held-out numbers differ.
     let numeric = flat.iter().filter_map(|(k, v)| Some((k.clone(), v.as_f64()?))).collect();
     mammo_run::Manifest::record_eval(run, split.as_str(), &numeric)?;
