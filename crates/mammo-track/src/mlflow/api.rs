@@ -306,3 +306,45 @@ mod tests {
         assert!(!fits("", "v", MAX_TAG_VALUE_CHARS));
     }
 }
+
+/// `(key, step)` of each entry of a runs/get answer's `run.data.metrics` (the latest value per key).
+pub fn latest_steps(answer: &Value) -> Vec<(String, u64)> {
+    let Some(metrics) = answer.pointer("/run/data/metrics").and_then(Value::as_array) else { return Vec::new() };
+    metrics
+        .iter()
+        .filter_map(|m| {
+            let key = m.get("key")?.as_str()?.to_string();
+            // The REST API writes int64 fields as numbers or, through the protobuf JSON mapping, strings.
+            let step = match m.get("step") {
+                Some(Value::Number(n)) => n.as_u64()?,
+                Some(Value::String(t)) => t.parse().ok()?,
+                _ => 0,
+            };
+            Some((key, step))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod latest_steps_tests {
+    use super::*;
+
+    #[test]
+    fn latest_steps_reads_numbers_and_strings_and_ignores_the_rest() {
+        let v = serde_json::json!({"run": {"data": {"metrics": [
+            {"key": "classifier/loss", "value": 0.5, "timestamp": 1, "step": 30},
+            {"key": "classifier/val_auc", "value": 0.9, "timestamp": 1, "step": "25"},
+            {"key": "image.auc", "value": 0.9, "timestamp": 1},
+            {"value": 1.0, "step": 3}
+        ]}}});
+        assert_eq!(
+            latest_steps(&v),
+            vec![
+                ("classifier/loss".to_string(), 30),
+                ("classifier/val_auc".to_string(), 25),
+                ("image.auc".to_string(), 0)
+            ]
+        );
+        assert!(latest_steps(&serde_json::json!({"run": {}})).is_empty());
+    }
+}

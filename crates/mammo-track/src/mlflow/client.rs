@@ -168,6 +168,13 @@ impl Client {
         self.post("api/2.0/mlflow/runs/log-batch", &api::log_batch(run_id, metrics, params, tags)).map(|_| ())
     }
 
+    /// runs/get: the highest step the server holds for each metric key of `run_id` (MLflow keeps a
+    /// run's latest value per key as the one with the highest step).
+    pub fn latest_steps(&self, run_id: &str) -> Result<Vec<(String, u64)>, MlflowError> {
+        let v = self.get("api/2.0/mlflow/runs/get", &[("run_id", run_id)])?;
+        Ok(api::latest_steps(&v))
+    }
+
     /// runs/update.
     pub fn update_run(&self, run_id: &str, status: RunStatus, end_ms: Option<u64>) -> Result<(), MlflowError> {
         self.post("api/2.0/mlflow/runs/update", &api::update_run(run_id, status, end_ms)).map(|_| ())

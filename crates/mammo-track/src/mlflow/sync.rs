@@ -194,6 +194,13 @@ fn sync_inner(run_dir: &Path, client: &Client, payload: &Payload, state: &mut St
     let mut sent = Sent::default();
     ensure_run(run_dir, client, payload, state)?;
     sent.params = send_params(run_dir, client, payload, state)?;
+    // A batch the server stored but whose answer was lost (the server killed mid-request, a timeout)
+    // is not in the state: what the server holds counts as confirmed, so a push never logs a step twice.
+    // Step 0 is where evaluation metrics go; they are tracked by value (`eval_sent`), not by step.
+    for (key, step) in client.latest_steps(&state.run_id)?.into_iter().filter(|&(_, step)| step > 0) {
+        let last = state.metric_steps.entry(key).or_insert(step);
+        *last = (*last).max(step);
+    }
     sent.metrics = send_metrics(run_dir, client, file_metrics(run_dir, now_ms())?, state)?;
     let eval: Vec<Metric> = payload
         .eval
