@@ -100,10 +100,16 @@ impl Explanation {
     /// `map.png`'s pixels: the raw highlight, 0..`map_max` as 0..65535 (all 0 when `map_max` is 0).
     pub fn map_u16(&self) -> mammo_io::GrayImage<u16> {
         let max = self.result.map_max as f32;
+        // Rounded by truncation and a compare, which is `round` for these non-negative values and,
+        // unlike `f32::round` (a libm call on x86-64), vectorises: this runs once per source pixel.
+        let to_u16 = |x: f32| {
+            let t = x as u32;
+            (t + u32::from(x - t as f32 >= 0.5)) as u16
+        };
         let data = self
             .heat
             .iter()
-            .map(|&v| if max > 0.0 && v > 0.0 { ((v / max).min(1.0) * 65535.0).round() as u16 } else { 0 })
+            .map(|&v| if max > 0.0 && v > 0.0 { to_u16((v / max).min(1.0) * 65535.0) } else { 0 })
             .collect();
         mammo_io::GrayImage::from_vec(self.result.width, self.result.height, data)
     }
