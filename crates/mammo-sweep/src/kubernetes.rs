@@ -89,11 +89,12 @@ fn gpus(gres: &str) -> Result<u32, String> {
     }
 }
 
-/// The Job `name` for `count` pending trials listed in `list`. `dir` and `data` are the absolute
-/// paths recorded in sweep.json. Every option is checked here; an error is one line naming it.
+/// The Job `name` for `count` pending trials listed in `list`. `dir` and `inputs` (what the trials
+/// read, named as their options: see `Settings::inputs`) are the absolute paths recorded in sweep.json.
+/// Every option is checked here; an error is one line naming it.
 pub fn manifest(
     dir: &Path,
-    data: &Path,
+    inputs: &[(&str, &Path)],
     list: &Path,
     name: &str,
     count: usize,
@@ -121,7 +122,7 @@ pub fn manifest(
     if !mount.is_absolute() || mount.parent().is_none() || mount_s.contains(':') {
         return Err(format!("--pvc-path {mount_s}: must be an absolute directory other than /, without ':'"));
     }
-    for (what, p) in [("the sweep directory", dir), ("the DATASET (--data)", data)] {
+    for &(what, p) in [("the sweep directory", dir)].iter().chain(inputs) {
         if !p.starts_with(mount) {
             return Err(format!(
                 "--pvc-path {mount_s}: {what} {} is not under it, so the pods could not see it",
@@ -230,20 +231,25 @@ pub fn default_run_as(dir: &Path) -> (u32, u32) {
 }
 
 /// Checks the options before anything is written (the sweep directory included).
-pub fn check(dir: &Path, data: &Path, o: &KubeOptions) -> Result<(), SweepError> {
+pub fn check(dir: &Path, inputs: &[(&str, &Path)], o: &KubeOptions) -> Result<(), SweepError> {
     let run_as = o.run_as.unwrap_or_else(|| default_run_as(dir));
     let list = dir.join("kubernetes").join("check.pending.txt");
-    manifest(dir, data, &list, "check", 1, o, run_as).map(|_| ()).map_err(|m| err(dir, m))
+    manifest(dir, inputs, &list, "check", 1, o, run_as).map(|_| ()).map_err(|m| err(dir, m))
 }
 
 /// Writes the pending list and `DIR/kubernetes/job.yaml`; returns the manifest's path and the Job's name.
-pub fn write(dir: &Path, pending: &[String], data: &Path, o: &KubeOptions) -> Result<(PathBuf, String), SweepError> {
+pub fn write(
+    dir: &Path,
+    pending: &[String],
+    inputs: &[(&str, &Path)],
+    o: &KubeOptions,
+) -> Result<(PathBuf, String), SweepError> {
     let kdir = dir.join("kubernetes");
     let name = format!("mammogan-sweep-{}-{}", submit::dir_tag(dir), submit::next_number(&kdir));
     let list = kdir.join(format!("{name}.pending.txt"));
     let run_as = o.run_as.unwrap_or_else(|| default_run_as(dir));
     // Checked before anything is written.
-    let job = manifest(dir, data, &list, &name, pending.len(), o, run_as).map_err(|m| err(dir, m))?;
+    let job = manifest(dir, inputs, &list, &name, pending.len(), o, run_as).map_err(|m| err(dir, m))?;
     std::fs::create_dir_all(&kdir).map_err(|e| err(&kdir, e.to_string()))?;
     write_atomic(&list, (pending.join("\n") + "\n").as_bytes())?;
     let path = kdir.join("job.yaml");
@@ -311,7 +317,8 @@ mod tests {
 
     fn build(o: &KubeOptions) -> Result<Value, String> {
         let dir = Path::new("/shared/sweeps/s1");
-        manifest(dir, Path::new("/shared/ds"), &dir.join("kubernetes/j.pending.txt"), "j", 4, o, (1000, 1000))
+        let inputs = [("the DATASET (--data)", Path::new("/shared/ds"))];
+        manifest(dir, &inputs, &dir.join("kubernetes/j.pending.txt"), "j", 4, o, (1000, 1000))
     }
 
     #[test]
@@ -374,7 +381,11 @@ mod tests {
             assert!(e.contains(needle) && !e.contains('\n'), "{needle}: {e}");
         }
         let dir = Path::new("/shared/s");
-        let e = manifest(dir, dir, dir, "j", 1, &options(), (0, 0)).unwrap_err();
+        // The images of `--images` must be on the volume too.
+        let inputs = [("the DATASET (--data)", dir), ("the images (--images)", Path::new("/home/me/images"))];
+        let e = manifest(dir, &inputs, dir, "j", 1, &options(), (1000, 1000)).unwrap_err();
+        assert!(e.contains("the images (--images) /home/me/images is not under it"), "{e}");
+        let e = manifest(dir, &[("the DATASET (--data)", dir)], dir, "j", 1, &options(), (0, 0)).unwrap_err();
         assert!(e.starts_with("--run-as 0:0"), "{e}");
         assert_eq!(parse_run_as("1000:100"), Ok((1000, 100)));
         assert!(parse_run_as("root").unwrap_err().starts_with("--run-as 'root'"));

@@ -57,7 +57,11 @@ pub fn run_trial(sd: &SweepDir, id: &str, exe: &Path, threads: usize) -> Result<
         ],
         "train",
     )?;
-    step(&["evaluate".as_ref(), run.as_os_str(), "--data".as_ref(), settings.data.as_os_str()], "evaluate")?;
+    let mut evaluate = vec!["evaluate".as_ref(), run.as_os_str(), "--data".as_ref(), settings.data.as_os_str()];
+    if let Some(images) = &settings.images {
+        evaluate.extend(["--images".as_ref(), images.as_os_str()]);
+    }
+    step(&evaluate, "evaluate")?;
     if sd.state(id) != State::Finished {
         let message = "evaluate wrote no eval/metrics.json";
         sd.fail(id, message)?;

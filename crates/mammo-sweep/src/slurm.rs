@@ -36,13 +36,14 @@ fn option_value(name: &str, v: &str) -> Result<String, String> {
 }
 
 /// The array script for `count` pending trials listed in `pending`. `exe`: the binary on the nodes
-/// (native route); `data`: the DATASET, mounted at the same path in a container.
+/// (native route); `inputs`: what the trials read (the DATASET, and the whole images with `--images`),
+/// mounted read-only at the same paths in a container.
 pub fn script(
     dir: &Path,
     pending: &Path,
     count: usize,
     exe: &Path,
-    data: &Path,
+    inputs: &[&Path],
     o: &SlurmOptions,
 ) -> Result<String, String> {
     let dir_s = dir.to_string_lossy();
@@ -67,25 +68,28 @@ pub fn script(
     s += &format!("id=$(sed -n \"$((SLURM_ARRAY_TASK_ID + 1))p\" {})\n", sh_quote(&pending.to_string_lossy()));
     s += "test -n \"$id\" || { echo \"no trial for task $SLURM_ARRAY_TASK_ID\" >&2; exit 1; }\n";
     let threads = o.cpus_per_task.max(1);
-    let (dq, datq) = (sh_quote(&dir_s), sh_quote(&data.to_string_lossy()));
+    let dq = sh_quote(&dir_s);
+    let inputs: Vec<String> = inputs.iter().map(|p| sh_quote(&p.to_string_lossy())).collect();
     match &o.image {
         None => {
             s += &format!("exec {} sweep trial {dq} \"$id\" --threads {threads}\n", sh_quote(&exe.to_string_lossy()));
         }
         Some(image) => {
             let img = sh_quote(image);
-            // The sweep and the DATASET at the same paths inside, so the paths in sweep.json hold;
+            // The sweep and the inputs at the same paths inside, so the paths in sweep.json hold;
             // the caller's uid, so the files written belong to the user.
+            let volumes: String = inputs.iter().map(|p| format!(" -v {p}:{p}:ro")).collect();
+            let binds: String = inputs.iter().map(|p| format!(",{p}:{p}:ro")).collect();
             s += "if command -v apptainer >/dev/null; then runner=apptainer; \
                   elif command -v singularity >/dev/null; then runner=singularity; else runner=docker; fi\n";
             s += "if [ \"$runner\" = docker ]; then\n";
             s += &format!(
                 "  exec docker run --rm --user \"$(id -u):$(id -g)\" --cpus {threads} -e HOME=/tmp \
-                 -v {dq}:{dq} -v {datq}:{datq}:ro {img} sweep trial {dq} \"$id\" --threads {threads}\n"
+                 -v {dq}:{dq}{volumes} {img} sweep trial {dq} \"$id\" --threads {threads}\n"
             );
             s += "else\n";
             s += &format!(
-                "  exec \"$runner\" exec --bind {dq},{datq} docker-daemon:{img} mammogan sweep trial {dq} \"$id\" --threads {threads}\n"
+                "  exec \"$runner\" exec --bind {dq}{binds} docker-daemon:{img} mammogan sweep trial {dq} \"$id\" --threads {threads}\n"
             );
             s += "fi\n";
         }
@@ -94,12 +98,18 @@ pub fn script(
 }
 
 /// Writes the pending list and the script under `DIR/slurm/`; returns the script's path.
-pub fn write(dir: &Path, pending: &[String], exe: &Path, data: &Path, o: &SlurmOptions) -> Result<PathBuf, SweepError> {
+pub fn write(
+    dir: &Path,
+    pending: &[String],
+    exe: &Path,
+    inputs: &[&Path],
+    o: &SlurmOptions,
+) -> Result<PathBuf, SweepError> {
     let slurm = dir.join("slurm");
     std::fs::create_dir_all(&slurm).map_err(|e| err(&slurm, e.to_string()))?;
     let list = slurm.join("pending.txt");
     write_atomic(&list, (pending.join("\n") + "\n").as_bytes())?;
-    let text = script(dir, &list, pending.len(), exe, data, o).map_err(|m| err(dir, m))?;
+    let text = script(dir, &list, pending.len(), exe, inputs, o).map_err(|m| err(dir, m))?;
     let path = slurm.join("array.sh");
     write_atomic(&path, text.as_bytes())?;
     Ok(path)
@@ -164,11 +174,11 @@ mod tests {
         };
         // A space cannot stand in an #SBATCH line (the log path): refused by name.
         let spaced = Path::new("/s w/sweep");
-        let e = script(spaced, spaced, 4, spaced, spaced, &o).unwrap_err();
+        let e = script(spaced, spaced, 4, spaced, &[spaced], &o).unwrap_err();
         assert!(e.starts_with("--out '/s w/sweep/slurm/%A_%a.out'"), "{e}");
         let dir = Path::new("/s/sweep");
         let s =
-            script(dir, &dir.join("slurm/pending.txt"), 4, Path::new("/opt/mammogan"), Path::new("/d"), &o).unwrap();
+            script(dir, &dir.join("slurm/pending.txt"), 4, Path::new("/opt/mammogan"), &[Path::new("/d")], &o).unwrap();
         for line in [
             "#SBATCH --array=0-3%2",
             "#SBATCH --cpus-per-task=2",
@@ -180,17 +190,21 @@ mod tests {
         }
         assert!(!s.contains("--gres"));
         let docker = SlurmOptions { image: Some("mammogan:cpu".into()), ..o.clone() };
-        let s =
-            script(Path::new("/s"), Path::new("/s/slurm/pending.txt"), 4, Path::new("/x"), Path::new("/d"), &docker)
-                .unwrap();
+        let pending = Path::new("/s/slurm/pending.txt");
+        let s = script(Path::new("/s"), pending, 4, Path::new("/x"), &[Path::new("/d")], &docker).unwrap();
         let run = s.lines().find(|l| l.trim_start().starts_with("exec docker run")).unwrap();
         assert_eq!(
             run.trim(),
             "exec docker run --rm --user \"$(id -u):$(id -g)\" --cpus 2 -e HOME=/tmp -v /s:/s -v /d:/d:ro mammogan:cpu \
              sweep trial /s \"$id\" --threads 2"
         );
+        // With --images, the images are mounted too (read-only), for Docker and Apptainer alike.
+        let inputs = [Path::new("/d"), Path::new("/img s")];
+        let s = script(Path::new("/s"), pending, 4, Path::new("/x"), &inputs, &docker).unwrap();
+        assert!(s.contains(" -v /s:/s -v /d:/d:ro -v '/img s':'/img s':ro mammogan:cpu "), "{s}");
+        assert!(s.contains("--bind /s,/d:/d:ro,'/img s':'/img s':ro docker-daemon:mammogan:cpu "), "{s}");
         let bad = SlurmOptions { partition: Some("a;rm -rf".into()), ..o };
-        assert!(script(dir, dir, 1, dir, dir, &bad).unwrap_err().contains("--partition"));
+        assert!(script(dir, dir, 1, dir, &[dir], &bad).unwrap_err().contains("--partition"));
         assert_eq!(sh_quote("it's"), r"'it'\''s'");
     }
 }

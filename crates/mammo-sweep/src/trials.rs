@@ -42,6 +42,31 @@ pub struct Settings {
     /// path finds it).
     pub data: PathBuf,
     pub threads: usize,
+    /// The whole images the DATASET was prepared from (`sweep run --images`, absolute), for
+    /// `evaluate --images`: with them every trial also reports the whole-image figures (`image.auc`,
+    /// `detection.*`, `image_attribution.*`), which can then be the objective. Absent from sweep.json
+    /// written without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub images: Option<PathBuf>,
+}
+
+impl Settings {
+    /// What every trial reads and never writes, named as the options that gave them: the routes mount
+    /// these read-only at the same paths (Slurm's container route) or check that the volume holds them
+    /// (Kubernetes).
+    pub fn inputs(&self) -> Vec<(&'static str, &Path)> {
+        let mut v = vec![("the DATASET (--data)", self.data.as_path())];
+        if let Some(images) = &self.images {
+            v.push(("the images (--images)", images.as_path()));
+        }
+        v
+    }
+}
+
+/// Whether `key` of eval/metrics.json is measured on whole images, so that only `evaluate --images`
+/// (a sweep run with `--images`) writes it.
+pub fn whole_image_key(key: &str) -> bool {
+    ["image.", "image_", "breast.", "detection."].iter().any(|p| key.starts_with(p))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

@@ -34,6 +34,11 @@ enum Command {
         /// The DATASET every trial trains on.
         #[arg(long)]
         data: PathBuf,
+        /// The whole images the DATASET was prepared from (what `evaluate --images` reads): every trial
+        /// then also reports the whole-image figures (image.auc, detection.*, image_attribution.*),
+        /// which can be the objective. Local, Slurm and Kubernetes routes.
+        #[arg(long)]
+        images: Option<PathBuf>,
         /// The sweep directory (created; re-running into it resumes).
         #[arg(long)]
         out: PathBuf,
@@ -124,6 +129,7 @@ pub fn run(args: Args) -> Result<()> {
         Command::Run {
             sweep,
             data,
+            images,
             out,
             on,
             threads,
@@ -150,6 +156,22 @@ pub fn run(args: Args) -> Result<()> {
                 bail!("{}: not a DATASET (no dataset.json)", data.display());
             }
             let data = std::fs::canonicalize(&data).with_context(|| format!("{}: cannot read", data.display()))?;
+            let images = images
+                .map(|p| std::fs::canonicalize(&p).with_context(|| format!("--images {}: cannot read", p.display())))
+                .transpose()?;
+            let key = &spec.objective.key;
+            match (&images, on) {
+                (Some(_), On::Sagemaker) => bail!(
+                    "--images: not with --on sagemaker (its trials evaluate the DATASET's patches; the images would \
+                     need a channel of their own)"
+                ),
+                (None, _) if mammo_sweep::trials::whole_image_key(key) => bail!(
+                    "{}: objective {key} is measured on whole images: give --images (the images the DATASET was \
+                     prepared from)",
+                    sweep.display()
+                ),
+                _ => {}
+            }
             std::fs::create_dir_all(&out).with_context(|| format!("{}: cannot create", out.display()))?;
             let out = std::fs::canonicalize(&out)?;
             let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
@@ -190,13 +212,13 @@ pub fn run(args: Args) -> Result<()> {
                 max_runtime_s,
                 max_parallel: (parallel > 0).then_some(parallel),
             };
+            let settings = mammo_sweep::trials::Settings { data: data.clone(), threads: per_trial, images };
             match on {
-                On::Kubernetes => mammo_sweep::kubernetes::check(&out, &data, &kube)?,
+                On::Kubernetes => mammo_sweep::kubernetes::check(&out, &settings.inputs(), &kube)?,
                 On::Sagemaker => mammo_sweep::sagemaker::check(&out, &spec, &sagemaker)?,
                 On::Local | On::Slurm => {}
             }
             let sd = SweepDir::new(&out);
-            let settings = mammo_sweep::trials::Settings { data: data.clone(), threads: per_trial };
             let trials = sd.write(&text, &spec, &settings)?;
             let pending: Vec<String> =
                 trials.iter().filter(|t| sd.state(&t.id) != State::Finished).map(|t| t.id.clone()).collect();
@@ -230,7 +252,8 @@ pub fn run(args: Args) -> Result<()> {
                         max_parallel: (parallel > 0).then_some(parallel),
                         image,
                     };
-                    let script = mammo_sweep::slurm::write(&out, &pending, &exe, &data, &options)?;
+                    let inputs: Vec<&std::path::Path> = settings.inputs().into_iter().map(|(_, p)| p).collect();
+                    let script = mammo_sweep::slurm::write(&out, &pending, &exe, &inputs, &options)?;
                     if no_submit {
                         println!("wrote {}; submit with: sbatch {}", script.display(), script.display());
                     } else {
@@ -243,7 +266,7 @@ pub fn run(args: Args) -> Result<()> {
                     }
                 }
                 On::Kubernetes => {
-                    let (manifest, name) = mammo_sweep::kubernetes::write(&out, &pending, &data, &kube)?;
+                    let (manifest, name) = mammo_sweep::kubernetes::write(&out, &pending, &settings.inputs(), &kube)?;
                     let apply = format!("kubectl apply -f {}", manifest.display());
                     if no_submit {
                         println!("wrote {} (job {name}); apply with: {apply}", manifest.display());
