@@ -159,7 +159,7 @@ pub fn render_report(report: &Report) -> String {
     let mut body = String::new();
     let mut nav = Vec::new();
     let title = escape(&report.title);
-    let _ = write!(body, "<h1>{title}</h1>\n");
+    let _ = writeln!(body, "<h1>{title}</h1>");
     if !report.details.is_empty() {
         body.push_str("<table class=\"details\">\n");
         for (k, v) in &report.details {
@@ -208,10 +208,10 @@ fn whole_image_section(out: &mut String, w: &WholeImageReport) {
          region is a false positive (one on a benign mass included).</p>\n<div class=\"row\">\n",
     );
     if !w.roc_curve.is_empty() {
-        let _ = write!(
+        let _ = writeln!(
             out,
             "<figure class=\"roc\">{}<figcaption>Image-level ROC: {} malignant of {} images. AUC {} \
-             (95% bootstrap CI {}–{}). Dashed: chance.</figcaption></figure>\n",
+             (95% bootstrap CI {}–{}). Dashed: chance.</figcaption></figure>",
             roc_chart(&w.roc_curve, None),
             m.n_malignant,
             m.n_images,
@@ -222,10 +222,10 @@ fn whole_image_section(out: &mut String, w: &WholeImageReport) {
     }
     if !w.froc_curve.is_empty() {
         let x_max = m.froc.iter().map(|p| p.0).fold(1.0, f64::max) * 1.5;
-        let _ = write!(
+        let _ = writeln!(
             out,
             "<figure class=\"roc\">{}<figcaption>FROC: sensitivity for the {} malignant masses against false \
-             positives per image; dots at the reported rates.</figcaption></figure>\n",
+             positives per image; dots at the reported rates.</figcaption></figure>",
             froc_chart(&w.froc_curve, x_max, &m.froc),
             m.n_masses
         );
@@ -262,7 +262,7 @@ fn whole_image_section(out: &mut String, w: &WholeImageReport) {
              malignant ones (lower is better).</p>\n<table>\n<tr><th>metric</th>",
         );
         let columns: Vec<(&str, &ImageMapMetrics)> = w.maps.iter().map(|(n, m)| (n.as_str(), m)).collect();
-        let rows: [(&str, &str, fn(&ImageMapMetrics) -> String); 5] = [
+        let rows: [MetricRow<ImageMapMetrics>; 5] = [
             ("pointing_game", "Pointing game (malignant images)", |m| fmt3(m.pointing_game)),
             ("energy_in_lesion", "Energy in lesion (mean share)", |m| fmt3(m.energy_in_lesion)),
             ("ncc", "NCC with the feature mask", |m| fmt3(m.ncc)),
@@ -343,7 +343,7 @@ fn maps_section(
          PxAP is computed inside the breast only, over all patches pooled. \"Map form only\" is the \
          deletion map with its gate on everywhere: what the attribution map gets before any training.</p>\n<table>\n<tr><th>metric</th>",
     );
-    let rows: [(&str, &str, fn(&MapMetrics) -> String); 6] = [
+    let rows: [MetricRow<MapMetrics>; 6] = [
         ("pxap", "PxAP (pixel average precision)", |m| fmt3(m.pxap)),
         ("ncc", "NCC (map vs. mask, mean)", |m| fmt3(m.ncc)),
         ("pointing_game", "Pointing game (hit rate)", |m| fmt3(m.pointing_game)),
@@ -355,14 +355,12 @@ fn maps_section(
     out.push_str("</section>\n");
 }
 
+/// One row of [`metrics_by_column`]: the key, its label, and how to show a column's value.
+type MetricRow<M> = (&'static str, &'static str, fn(&M) -> String);
+
 /// The rest of a table whose `<table><tr><th>metric</th>` the caller opened: a heading per column (a
 /// map's name, escaped), then one row per metric (`key` shown as `prefix.key` on hover), and `</table>`.
-fn metrics_by_column<M>(
-    out: &mut String,
-    prefix: &str,
-    columns: &[(&str, &M)],
-    rows: &[(&str, &str, fn(&M) -> String)],
-) {
+fn metrics_by_column<M>(out: &mut String, prefix: &str, columns: &[(&str, &M)], rows: &[MetricRow<M>]) {
     for (name, _) in columns {
         let _ = write!(out, "<th class=\"num\">{}</th>", escape(name));
     }
