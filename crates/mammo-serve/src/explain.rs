@@ -59,7 +59,9 @@ pub struct Explanation {
     pub heat: Vec<f32>,
     /// The original as a viewer shows it (VOI LUT, MONOCHROME1 inverted), in [0, 1].
     pub display: Vec<f32>,
-    /// The breast as segmented (1 inside), at the original size.
+    /// The breast as segmented (1 inside), at the original size: with [`explain_image_with`]'s
+    /// `baselines` (evaluation measures maps inside it), else empty (explain and serve do not show it,
+    /// and resizing it to a full-field image was a whole pass over every source pixel).
     pub breast: Vec<u8>,
     /// With [`explain_image_with`]'s `baselines`: the maps the highlight is measured against, by name
     /// (`saliency`, and `form_only` for a deletion-form generator), made the same way as `heat`.
@@ -184,8 +186,13 @@ pub fn explain_image_with(
             extra.push(("form_only", highlight(&prepared, &tiles, size, Some(&form), &scores)));
         }
     }
-    let breast = prepared.map_to_source(&prepared.breast.map(|b| if b != 0 { 1.0 } else { 0.0 }));
-    let breast = breast.data.iter().map(|&v| u8::from(v >= 0.5)).collect();
+    let breast = match baselines {
+        true => {
+            let breast = prepared.map_to_source(&prepared.breast.map(|b| if b != 0 { 1.0 } else { 0.0 }));
+            breast.data.iter().map(|&v| u8::from(v >= 0.5)).collect()
+        }
+        false => Vec::new(),
+    };
 
     let regions = tiling::top_regions(&tiles, &scores, size, 5, 0.25)
         .into_iter()
