@@ -97,10 +97,13 @@ pub fn gray_png(values: &[f32], w: usize, h: usize, lo: f32, hi: f32) -> Vec<u8>
 /// If `values.len() != w * h`, or `w` or `h` is 0 or exceeds `u32`.
 pub fn colormap_png(values: &[f32], w: usize, h: usize, lo: f32, hi: f32) -> Vec<u8> {
     check_size(values, w, h, "values");
+    // Most of a whole-image map is 0: its colour once, not per pixel.
+    let bottom = inferno(0.0);
     let mut pixels = vec![0u8; 3 * w * h];
     pixels.par_chunks_mut(3 * w).zip(values.par_chunks(w)).for_each(|(out, row)| {
         for (px, &v) in out.chunks_exact_mut(3).zip(row) {
-            px.copy_from_slice(&inferno(unit(v, lo, hi)));
+            let t = unit(v, lo, hi);
+            px.copy_from_slice(&if t == 0.0 { bottom } else { inferno(t) });
         }
     });
     encode(w, h, ::png::ColorType::Rgb, &pixels)
@@ -197,6 +200,12 @@ pub fn highlight_overlay_png(
         for (px, (&b, &u)) in out.chunks_exact_mut(3).zip(base.iter().zip(t)) {
             let grey = unit(b, 0.0, 1.0);
             let alpha = MAX_ALPHA * ((u - LOW) / (FULL - LOW)).clamp(0.0, 1.0);
+            if alpha == 0.0 {
+                // Below LOW (most of the image): the grey alone, the bits the blend gives at alpha 0
+                // (grey * 1 + colour * 0), without the colour map.
+                px.fill(byte(grey));
+                continue;
+            }
             let color = inferno(0.4 + 0.6 * u);
             for (o, c) in px.iter_mut().zip(color) {
                 *o = byte(grey * (1.0 - alpha) + f32::from(c) / 255.0 * alpha);
