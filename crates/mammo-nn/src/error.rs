@@ -1,6 +1,6 @@
 //! `NnError`: one line that says what went wrong and where (the file, the model, the step).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::config::ConfigError;
 
@@ -10,22 +10,10 @@ pub enum NnError {
     /// A configuration problem (names the key, and the file if any).
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// Reading or writing a file failed.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file or directory.
-        path: PathBuf,
-        /// What went wrong.
-        source: std::io::Error,
-    },
-    /// A file exists but its content is not what was expected.
-    #[error("{path}: {message}")]
-    Invalid {
-        /// The file or directory.
-        path: PathBuf,
-        /// What is wrong with it.
-        message: String,
-    },
+    /// A file could not be read or written, or its content is not what was expected: the readers' own
+    /// error, shared by every crate rather than copied.
+    #[error(transparent)]
+    File(#[from] mammo_io::IoError),
     /// An error from a lower crate whose message already names its file.
     #[error("{0}")]
     Named(String),
@@ -56,17 +44,11 @@ pub type Result<T, E = NnError> = std::result::Result<T, E>;
 
 impl NnError {
     pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
-        NnError::Io { path: path.to_path_buf(), source }
+        NnError::File(mammo_io::IoError::io(path, source))
     }
 
     pub(crate) fn invalid(path: &Path, message: impl Into<String>) -> Self {
-        NnError::Invalid { path: path.to_path_buf(), message: message.into() }
-    }
-}
-
-impl From<mammo_io::IoError> for NnError {
-    fn from(e: mammo_io::IoError) -> Self {
-        NnError::Named(e.to_string())
+        NnError::File(mammo_io::IoError::format(path, message))
     }
 }
 

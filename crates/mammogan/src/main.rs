@@ -94,7 +94,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             progress.clear();
-            eprintln!("error: {}", one_line(&e));
+            eprintln!("error: {}", mammo_app::one_line(&e));
             ExitCode::FAILURE
         }
     }
@@ -114,22 +114,6 @@ fn closed_stdout_ends_quietly(quiet: bool) {
     }
     #[cfg(not(unix))]
     let _ = quiet;
-}
-
-/// One line: the chain of causes joined, never a backtrace or a panic. (A cause already quoted by its
-/// parent's message is not repeated.) Also what a failed run's manifest records.
-pub fn one_line(e: &anyhow::Error) -> String {
-    let mut msg = String::new();
-    for cause in e.chain() {
-        let c = cause.to_string();
-        if !msg.contains(&c) {
-            if !msg.is_empty() {
-                msg.push_str(": ");
-            }
-            msg.push_str(&c);
-        }
-    }
-    msg.replace('\n', " ")
 }
 
 fn init_logging(quiet: bool, verbose: u8) {

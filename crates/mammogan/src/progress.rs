@@ -47,6 +47,34 @@ impl Progress {
     }
 }
 
+/// The application layer's bars are these bars.
+impl mammo_app::Progress for Progress {
+    fn bar(&self, total: usize, what: &str) -> Box<dyn mammo_app::Bar> {
+        Box::new(Bar(Progress::bar(self, total, what)))
+    }
+
+    fn line(&self, text: &str) {
+        multi().suspend(|| println!("{text}"));
+    }
+}
+
+struct Bar(ProgressBar);
+
+impl mammo_app::Bar for Bar {
+    fn set_length(&self, total: u64) {
+        self.0.set_length(total);
+    }
+    fn set_position(&self, done: u64) {
+        self.0.set_position(done);
+    }
+    fn set_message(&self, message: String) {
+        self.0.set_message(message);
+    }
+    fn finish(&self) {
+        self.0.finish_and_clear();
+    }
+}
+
 /// A `tracing` writer that prints through the progress bars.
 #[derive(Default)]
 pub struct LogWriter {

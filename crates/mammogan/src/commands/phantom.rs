@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use mammo_phantom::{OutputFormat, PhantomParams};
 
 use crate::progress::Progress;
@@ -134,7 +134,7 @@ impl PhantomArgs {
 pub fn run(args: Args, progress: &Progress) -> Result<()> {
     let mut params = PhantomParams { cases: args.cases, seed: args.seed, ..Default::default() };
     args.params.apply(&mut params);
-    let summary = write(&args.out, &params, args.format.into(), progress)?;
+    let summary = mammo_app::phantom::write(&args.out, &params, args.format.into(), progress)?;
     print!(
         "wrote {} synthetic mammograms to {}: {} malignant, {} benign, {} normal",
         summary.images,
@@ -148,17 +148,4 @@ pub fn run(args: Args, progress: &Progress) -> Result<()> {
     }
     println!();
     Ok(())
-}
-
-pub fn write(
-    out: &std::path::Path,
-    params: &PhantomParams,
-    format: OutputFormat,
-    progress: &Progress,
-) -> Result<mammo_phantom::PhantomSummary> {
-    let bar = progress.bar(params.cases, "phantom");
-    let summary = mammo_phantom::write_phantom(out, params, format, &|done, _total| bar.set_position(done as u64))
-        .with_context(|| format!("phantom into {}", out.display()))?;
-    bar.finish_and_clear();
-    Ok(summary)
 }

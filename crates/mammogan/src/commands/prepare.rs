@@ -86,7 +86,7 @@ fn parse_format(s: &str) -> Result<Format, String> {
 pub fn run(args: Args, progress: &Progress) -> Result<()> {
     let mut params = args.params.to_params();
     params.keep_paths = args.keep_paths;
-    params.key = super::pseudonym_key::for_prepare(args.key_file.as_deref(), &args.input)?;
+    params.key = mammo_app::key::for_prepare(args.key_file.as_deref(), &args.input)?;
     let bar = progress.bar(0, "preparing");
     if let Some(spec) = args.shard {
         let done = mammo_prep::prepare_shard(args.format, &args.input, &args.out, &params, spec, &|done, total| {

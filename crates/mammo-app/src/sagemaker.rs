@@ -1,5 +1,6 @@
-//! `mammogan train` in SageMaker mode: the wiring of the contract in `mammo_serve::sagemaker` to
-//! prepare, train and evaluate.
+//! Training in SageMaker mode: the contract in `mammo_serve::sagemaker` wired to prepare, train and
+//! evaluate. Its stdout lines (the run's summary, `METRIC` lines, where the model is) are the
+//! contract's, so they go out through [`Progress::line`].
 
 use anyhow::{Context, Result, bail};
 use mammo_nn::TrainConfig;
@@ -7,13 +8,14 @@ use mammo_prep::split::Split;
 use mammo_serve::sagemaker::{self, Hyperparameters, Paths};
 use mammo_track::RunDir;
 
-use crate::commands::{evaluate, train};
+use crate::evaluate::{self, EvaluateRequest};
 use crate::progress::Progress;
+use crate::train::{self, TrainOptions};
 
 /// Runs the training contract. Any failure is also written, as one line, to `output/failure`; a stop by
 /// SIGTERM (StopTrainingJob, a spot interruption) writes nothing there: its checkpoint is saved in
 /// `checkpoints/`, from which the next start resumes.
-pub fn train(paths: &Paths, cli: &train::TrainOpts, progress: &Progress) -> Result<()> {
+pub fn train(paths: &Paths, cli: &TrainOptions, progress: &dyn Progress) -> Result<()> {
     let result = run(paths, cli, progress);
     if let Err(e) = &result {
         if e.downcast_ref::<train::Stopped>().is_some() {
@@ -28,7 +30,7 @@ pub fn train(paths: &Paths, cli: &train::TrainOpts, progress: &Progress) -> Resu
     result
 }
 
-fn run(paths: &Paths, cli: &train::TrainOpts, progress: &Progress) -> Result<()> {
+fn run(paths: &Paths, cli: &TrainOptions, progress: &dyn Progress) -> Result<()> {
     tracing::info!("SageMaker mode under {}", paths.base.display());
     if cli.config.is_some() || !cli.set.is_empty() || cli.resume {
         bail!(
@@ -69,7 +71,7 @@ fn run(paths: &Paths, cli: &train::TrainOpts, progress: &Progress) -> Result<()>
                 // The key: $MAMMOGAN_KEY_FILE (e.g. a file of its own input channel, so a restarted job that
                 // prepares again writes the same names), else one made in the container's home.
                 let mut prep = hp.prep.clone();
-                prep.key = super::pseudonym_key::for_prepare(None, &dir)?;
+                prep.key = crate::key::for_prepare(None, &dir)?;
                 let info = mammo_prep::prepare(format, &dir, &out, &prep, &|_, _| {})
                     .with_context(|| format!("preparing channel {channel} as {}", format.name()))?;
                 tracing::info!("prepared {} patches", info.patches);
@@ -93,7 +95,7 @@ fn run(paths: &Paths, cli: &train::TrainOpts, progress: &Progress) -> Result<()>
         opts.threads = t;
     }
     if let Some(m) = hp.models {
-        opts.model = m;
+        opts.models = m;
     }
     let saved = run.join(RunDir::CONFIG);
     if resume && saved.is_file() {
@@ -105,27 +107,38 @@ fn run(paths: &Paths, cli: &train::TrainOpts, progress: &Progress) -> Result<()>
                 run.display()
             );
         }
-        println!("resuming the run in {} from its checkpoints", run.display());
+        progress.line(&format!("resuming the run in {} from its checkpoints", run.display()));
     } else {
         opts.set = hp.as_set_args();
     }
-    let summary = train::train(&data, &run, &opts, progress)?;
-    train::print_summary(&summary);
+    let summary = train::run(&data, &run, &opts, progress)?;
+    for line in summary.lines() {
+        progress.line(&line);
+    }
 
     // One METRIC line per evaluation: val (what a tuning job should optimise), then the held-out test.
     for split in [Split::Val, Split::Test] {
-        match evaluate::evaluate(&run, Some(&data), None, None, split, &opts.device, 0) {
+        let request = EvaluateRequest {
+            run: run.clone(),
+            data: Some(data.clone()),
+            images: None,
+            key_file: None,
+            split,
+            device: opts.device.clone(),
+            seed: 0,
+        };
+        match evaluate::run(&request) {
             Ok(metrics) => {
                 let values: Vec<(String, f64)> = metrics
                     .iter()
                     .filter_map(|(k, v)| Some((format!("{}.{k}", split.as_str()), v.as_f64()?)))
                     .collect();
-                println!("{}", sagemaker::metric_line(&format!("split={}", split.as_str()), &values));
+                progress.line(&sagemaker::metric_line(&format!("split={}", split.as_str()), &values));
             }
             Err(e) => tracing::warn!("no evaluation on the {} split: {}", split.as_str(), crate::one_line(&e)),
         }
     }
     sagemaker::export_model(&run, &paths.model())?;
-    println!("model: {}", paths.model().display());
+    progress.line(&format!("model: {}", paths.model().display()));
     Ok(())
 }

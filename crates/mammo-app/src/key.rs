@@ -1,4 +1,4 @@
-//! The project's pseudonym key for the commands that name or find input files: `prepare`, `quickstart`,
+//! The project's pseudonym key for the workflows that name or find input files: `prepare`, `quickstart`,
 //! SageMaker training (create it on first use) and `evaluate --images` (it must be the dataset's).
 
 use std::path::Path;
