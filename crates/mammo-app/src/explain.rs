@@ -38,9 +38,21 @@ pub fn image_with(
     let m = mammo_io::read_image(image)?;
     let explained = explain_image(models, &m, source, spacing, stride)?;
     std::fs::create_dir_all(out).map_err(|e| mammo_io::IoError::io(out, e))?;
-    mammo_io::atomic::write_bytes(&out.join("overlay.png"), &explained.overlay_png())?;
-    mammo_io::atomic::write_bytes(&out.join("heatmap.png"), &explained.heatmap_png())?;
-    mammo_io::png_io::write_png16(&out.join("map.png"), &explained.map_u16())?;
+    // The three full-size pictures are drawn, PNG-encoded and written (with fsync) side by side: each
+    // PNG encoder and each fsync runs on one thread, so one after another they left a core idle.
+    let x = &explained;
+    let (overlay, (heatmap, map)) = rayon::join(
+        || mammo_io::atomic::write_bytes(&out.join("overlay.png"), &x.overlay_png()),
+        || {
+            rayon::join(
+                || mammo_io::atomic::write_bytes(&out.join("heatmap.png"), &x.heatmap_png()),
+                || mammo_io::png_io::write_png16(&out.join("map.png"), &x.map_u16()),
+            )
+        },
+    );
+    overlay?;
+    heatmap?;
+    map?;
     let result = explained.result;
     mammo_io::atomic::write_bytes(&out.join("result.json"), serde_json::to_string_pretty(&result)?.as_bytes())?;
     Ok(result)
