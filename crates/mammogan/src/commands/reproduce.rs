@@ -21,7 +21,7 @@ pub struct Args {
     /// CPU threads (default: the run's own).
     #[arg(long)]
     threads: Option<usize>,
-    /// auto, cpu, cuda or cuda:N (default: the run's own backend and device).
+    /// auto, cpu, cuda[:N] or wgpu[:N] (Vulkan; `mammogan env` lists the adapters) (default: the run's own backend and device).
     #[arg(long)]
     device: Option<String>,
 }
@@ -66,10 +66,7 @@ pub fn run(args: Args, progress: &Progress) -> Result<()> {
         [one] => mammo_nn::ModelKind::choice(one)?,
         _ => &mammo_nn::ModelKind::ALL,
     };
-    let device = args.device.clone().unwrap_or_else(|| match original.run.backend.as_str() {
-        "cuda" => format!("cuda:{}", original.run.device_index),
-        _ => "cpu".to_string(),
-    });
+    let device = args.device.clone().unwrap_or_else(|| original.run.device_spec());
     let opts = TrainOpts {
         config: Some(config),
         set: Vec::new(),

@@ -41,7 +41,7 @@ pub struct TrainOpts {
     /// Which model(s) to train, in training order.
     #[arg(long, default_value = "all", value_parser = model_choice())]
     pub model: &'static [ModelKind],
-    /// auto, cpu, cuda or cuda:N.
+    /// auto, cpu, cuda[:N] or wgpu[:N] (Vulkan; `mammogan env` lists the adapters).
     #[arg(long, default_value = "auto")]
     pub device: String,
     /// CPU threads for the backend (0 = all cores).
@@ -288,7 +288,8 @@ fn new_manifest(
         seeds,
         dataset: Some(DatasetRef::new(data, dataset, config.data.split.as_str(), out)),
     };
-    let run = RunInfo::this_process(&device.backend, device.index, device.threads, device.deterministic, resumed);
+    let mut run = RunInfo::this_process(&device.backend, device.index, device.threads, device.deterministic, resumed);
+    run.adapter = device.adapter.clone();
     Manifest::new(inputs, run, Environment::detect(Some(device.threads)))
 }
 
