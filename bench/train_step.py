@@ -2,6 +2,7 @@
 """Training-step time: mammo-nn (burn 0.22.1, flex CPU backend) against PyTorch, side by side.
 
     python3 bench/train_step.py [--rounds R] [--steps N] [--warmup W] [--threads T] [--no-append]
+    python3 bench/train_step.py --device cuda ...   PyTorch alone on a GPU (bench/gpu.sh times ours there)
 
 1. Builds mammo-nn's timing test (`cargo build --release -p mammo-nn --tests`) and copies the binary of
    `crates/mammo-nn/tests/timing.rs` aside, so a rebuild by someone else during the run cannot change it.
@@ -170,11 +171,16 @@ def gaussian_blur(x, taps: torch.Tensor):
 BINOMIAL3 = (torch.tensor([1.0, 2.0, 1.0]).outer(torch.tensor([1.0, 2.0, 1.0])) / 16.0).reshape(1, 1, 3, 3)
 
 
+# Where PyTorch computes (`--device`): the models, their buffers and every tensor made without a
+# device follow `torch.set_default_device`; the batches, drawn from numpy, are moved here.
+DEVICE = "cpu"
+
+
 def binomial3(m):
     """3x3 binomial blur ([1 2 1] x [1 2 1] / 16), borders replicated."""
     n, c, h, w = m.shape
     padded = F.pad(m.reshape(n * c, 1, h, w), (1, 1, 1, 1), mode="replicate")
-    return F.conv2d(padded, BINOMIAL3).reshape(n, c, h, w)
+    return F.conv2d(padded, BINOMIAL3.to(m.device)).reshape(n, c, h, w)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -371,10 +377,11 @@ class Patches:
                     # malignancy features; otherwise only a drawn mask counts).
                     certain_absent = label == "benign" and bit == MASK_MALIGNANCY
                     known[i, b] = float(certain_absent or bool(has.any()))
-        x = torch.from_numpy(out)
+        # Drawn on the CPU as ours are, then moved (a no-op on the CPU; one transfer per batch on a GPU).
+        x = torch.from_numpy(out).to(DEVICE)
         if aux_factor is None:
             return x
-        return x, torch.from_numpy(targets), torch.from_numpy(known)
+        return x, torch.from_numpy(targets).to(DEVICE), torch.from_numpy(known).to(DEVICE)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -560,8 +567,19 @@ def main() -> None:
     ap.add_argument("--ours-binary", type=Path, help="time this build of the timing test instead of building it")
     ap.add_argument("--results", type=Path, default=ROOT / "bench" / "RESULTS.md")
     ap.add_argument("--no-append", action="store_true", help="print only, do not append to RESULTS.md")
+    ap.add_argument(
+        "--device", default="cpu", help="PyTorch's device: cpu, or cuda / cuda:N (implies --torch-only; bench/gpu.sh)"
+    )
     args = ap.parse_args()
     models = [m for m in args.models.split(",") if m]
+    global DEVICE
+    DEVICE = args.device
+    gpu = args.device != "cpu"
+    if gpu:
+        # Ours on a GPU is timed by bench/gpu.sh (`mammogan env --bench`), not by the flex timing test.
+        args.torch_only = True
+        torch.set_default_device(args.device)
+        torch.backends.cudnn.benchmark = True
 
     load_before = load()
     torch.set_num_threads(args.threads)
@@ -575,6 +593,8 @@ def main() -> None:
     attribution = AttributionStep(data, classifier.model)
     for _ in range(args.warmup if "attribution" in models else 0):
         attribution()
+    if gpu:
+        torch.cuda.synchronize()
     steps = {"classifier": classifier, "attribution": attribution}
     steps = {k: v for k, v in steps.items() if k in models}
 
@@ -592,6 +612,8 @@ def main() -> None:
             for _ in range(args.steps):
                 t0 = time.perf_counter()
                 step()
+                if gpu:
+                    torch.cuda.synchronize()  # the step's kernels are queued: wait for them
                 times.append((time.perf_counter() - t0) * 1000.0)
             theirs[m].append(statistics.fmean(times))
             theirs_steps[m].extend(times)
@@ -627,7 +649,8 @@ def main() -> None:
         f"## {now} — {cpu_model()}, {os.cpu_count()} cores, {args.threads} thread{'s' if args.threads != 1 else ''} per side",
         "",
         f"Command: `{cmd.strip()}`. Python {platform.python_version()}, torch {torch.__version__}"
-        f" (MKL-DNN {'on' if torch.backends.mkldnn.is_available() else 'off'}); mammo-nn at burn 0.22.1 (flex),"
+        f" (MKL-DNN {'on' if torch.backends.mkldnn.is_available() else 'off'}), PyTorch on {args.device}"
+        f"{' (' + torch.cuda.get_device_name() + ')' if gpu else ''}; mammo-nn at burn 0.22.1 (flex),"
         f" RAYON_NUM_THREADS={args.threads}. Load average (1/5/15 min) before: {load_before}; after: {load_after}."
         f" {args.rounds} rounds; per round ours = mean of steps 3-8 of one run of the timing test, PyTorch = mean"
         f" of {args.steps} steps after {args.warmup} warm-up steps.",

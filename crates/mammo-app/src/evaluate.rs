@@ -30,7 +30,7 @@ pub struct EvaluateRequest {
     pub key_file: Option<PathBuf>,
     /// The split to report on (the threshold is always chosen on val).
     pub split: Split,
-    /// auto, cpu, cuda or cuda:N.
+    /// auto, cpu, cuda[:N] or wgpu[:N].
     pub device: String,
     /// Seed of the bootstrap.
     pub seed: u64,

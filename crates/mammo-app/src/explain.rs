@@ -84,7 +84,7 @@ pub struct ManyRequest {
     pub spacing: Option<f64>,
     /// Tile stride as a fraction of the patch size.
     pub stride: f64,
-    /// auto, cpu, cuda or cuda:N.
+    /// auto, cpu, cuda[:N] or wgpu[:N].
     pub device: String,
     /// Only shard I of N of the images (every N-th of the sorted list, from the I-th).
     pub shard: Option<mammo_prep::ShardSpec>,

@@ -27,7 +27,7 @@ pub struct QuickstartRequest {
     pub cases: usize,
     /// The seed of the phantom, the preparation and training.
     pub seed: u64,
-    /// auto, cpu, cuda or cuda:N.
+    /// auto, cpu, cuda[:N] or wgpu[:N].
     pub device: String,
     /// `KEY=VALUE` overrides of training config keys.
     pub set: Vec<String>,

@@ -19,7 +19,7 @@ pub struct ReproduceRequest {
     pub data: Option<PathBuf>,
     /// CPU threads (`None`: the run's own).
     pub threads: Option<usize>,
-    /// auto, cpu, cuda or cuda:N (`None`: the run's own backend and device).
+    /// auto, cpu, cuda[:N] or wgpu[:N] (`None`: the run's own backend and device).
     pub device: Option<String>,
 }
 
@@ -90,10 +90,7 @@ pub fn run(args: &ReproduceRequest, progress: &dyn Progress) -> Result<Reproduct
         [one] => mammo_nn::ModelKind::choice(one)?,
         _ => &mammo_nn::ModelKind::ALL,
     };
-    let device = args.device.clone().unwrap_or_else(|| match original.run.backend.as_str() {
-        "cuda" => format!("cuda:{}", original.run.device_index),
-        _ => "cpu".to_string(),
-    });
+    let device = args.device.clone().unwrap_or_else(|| original.run.device_spec());
     let opts = TrainOptions {
         config: Some(config),
         set: Vec::new(),

@@ -23,7 +23,7 @@ pub struct TrainOptions {
     pub set: Vec<String>,
     /// Which model(s) to train, in training order.
     pub models: &'static [ModelKind],
-    /// auto, cpu, cuda or cuda:N.
+    /// auto, cpu, cuda[:N] or wgpu[:N].
     pub device: String,
     /// CPU threads for the backend (0: the config's `train.threads`).
     pub threads: usize,
@@ -248,7 +248,8 @@ fn new_manifest(
         seeds,
         dataset: Some(DatasetRef::new(data, dataset, config.data.split.as_str(), out)),
     };
-    let run = RunInfo::this_process(&device.backend, device.index, device.threads, device.deterministic, resumed);
+    let mut run = RunInfo::this_process(&device.backend, device.index, device.threads, device.deterministic, resumed);
+    run.adapter = device.adapter.clone();
     Manifest::new(inputs, run, Environment::detect(Some(device.threads)))
 }
 

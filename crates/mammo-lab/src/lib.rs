@@ -42,7 +42,7 @@ pub struct LabOptions {
     pub token: Option<String>,
     /// The largest explain upload, in bytes.
     pub max_body: usize,
-    /// Inference device: auto, cpu, cuda or cuda:N.
+    /// Inference device: auto, cpu, cuda[:N] or wgpu[:N] (Vulkan; `mammogan env` lists the adapters).
     pub device: String,
     /// CPU threads for inference (0: all).
     pub threads: usize,

@@ -18,7 +18,8 @@
 //! - **Crash safety.** Checkpoints and exported files are written to a temporary sibling, synced and
 //!   renamed ([`checkpoint`]); a kill leaves the previous complete checkpoint.
 //! - **The backend is chosen at run time** ([`device::select_device`]): flex always, CUDA with the
-//!   `cuda` feature. No type here has a backend parameter.
+//!   `cuda` feature, wgpu (Vulkan/Metal, [`gpu`]) with the `wgpu` feature. No type here has a backend
+//!   parameter; the flex kernels in [`kernels`] serve flex tensors only, other devices run burn's ops.
 
 #![warn(missing_docs)]
 
@@ -31,6 +32,7 @@ pub mod data;
 pub mod device;
 pub mod error;
 pub mod export;
+pub mod gpu;
 pub mod inference;
 pub mod kernels;
 pub mod model;

@@ -35,9 +35,9 @@ pub struct BuildInfo {
     pub rustc: String,
     /// BLAKE3 of `Cargo.lock`: equal hashes mean equal dependency versions.
     pub cargo_lock_blake3: String,
-    /// Enabled cargo features of mammogan (`cuda`).
+    /// Enabled cargo features of mammogan (`cuda`, `wgpu`).
     pub features: Vec<String>,
-    /// Backends compiled in: always `flex` (CPU), plus `cuda` with the feature.
+    /// Backends compiled in: always `flex` (CPU), plus `cuda` and `wgpu` with their features.
     pub backends: Vec<String>,
     /// The SIMD features the whole binary was compiled for (`-C target-feature` / `target-cpu`).
     /// The matrix kernels (gemm, macerator) additionally pick AVX2/FMA/AVX-512 at run time.
@@ -47,7 +47,11 @@ pub struct BuildInfo {
 impl BuildInfo {
     /// The facts of this binary.
     pub fn current() -> Self {
-        let cuda = cfg!(feature = "cuda");
+        let features: Vec<String> = [("cuda", cfg!(feature = "cuda")), ("wgpu", cfg!(feature = "wgpu"))]
+            .iter()
+            .filter(|(_, on)| *on)
+            .map(|(f, _)| f.to_string())
+            .collect();
         BuildInfo {
             version: env!("CARGO_PKG_VERSION").to_string(),
             git_commit: env!("MAMMOGAN_GIT_COMMIT").to_string(),
@@ -57,8 +61,8 @@ impl BuildInfo {
             target: env!("MAMMOGAN_BUILD_TARGET").to_string(),
             rustc: env!("MAMMOGAN_RUSTC_VERSION").to_string(),
             cargo_lock_blake3: env!("MAMMOGAN_CARGO_LOCK_BLAKE3").to_string(),
-            features: if cuda { vec!["cuda".into()] } else { Vec::new() },
-            backends: if cuda { vec!["flex".into(), "cuda".into()] } else { vec!["flex".into()] },
+            backends: std::iter::once("flex".to_string()).chain(features.iter().cloned()).collect(),
+            features,
             simd_compiled: simd_compiled(),
         }
     }
@@ -66,6 +70,11 @@ impl BuildInfo {
     /// Whether the CUDA backend is compiled in.
     pub fn has_cuda(&self) -> bool {
         self.backends.iter().any(|b| b == "cuda")
+    }
+
+    /// Whether burn's wgpu (Vulkan) backend is compiled in.
+    pub fn has_wgpu(&self) -> bool {
+        self.backends.iter().any(|b| b == "wgpu")
     }
 }
 

@@ -94,6 +94,9 @@ fn grouped(m: &Manifest) -> BTreeMap<&'static str, BTreeMap<String, Value>> {
     }
     env.insert("backend".into(), json(&m.run.backend));
     env.insert("device_index".into(), json(&m.run.device_index));
+    if let Some(a) = &m.run.adapter {
+        env.insert("adapter".into(), json(a));
+    }
     env.insert("threads".into(), json(&m.run.threads));
     // Shown once, as `threads`; `threads_used` repeats it.
     env.remove("threads_used");

@@ -144,14 +144,34 @@ pub fn checks(env: &Environment, build: &BuildInfo, threads: usize) -> Vec<Check
 
     let q = "Am I using the GPU I have?";
     let gpus: Vec<String> = env.gpus.iter().map(|g| g.name.clone()).collect();
+    // A hardware adapter the wgpu build would use (`auto` never takes a software one).
+    let wgpu_gpu = env.vulkan_adapters.iter().find(|a| build.has_wgpu() && !a.is_software());
     out.push(match (env.gpus.is_empty(), build.has_cuda()) {
-        (true, false) => check("gpu", q, Verdict::Ok, "no GPU visible; the CPU build runs on flex".into(), None),
+        (_, false) if wgpu_gpu.is_some() => check(
+            "gpu",
+            q,
+            Verdict::Ok,
+            format!("wgpu build with a hardware adapter: {}", wgpu_gpu.map(|a| a.describe()).unwrap_or_default()),
+            None,
+        ),
+        (true, false) => check("gpu", q, Verdict::Ok, "no GPU visible; CPU runs use flex".into(), None),
+        (false, false) if build.has_wgpu() => check(
+            "gpu",
+            q,
+            Verdict::Warn,
+            format!("GPU present ({}) but Vulkan offers no hardware adapter for it", list(&gpus)),
+            Some("see the Vulkan check below".into()),
+        ),
         (false, false) => check(
             "gpu",
             q,
             Verdict::Warn,
             format!("GPU present ({}) but this is the CPU build", list(&gpus)),
-            Some("build with `cargo build --release --features cuda` (or use the CUDA image)".into()),
+            Some(
+                "build with `cargo build --release --features wgpu` (Vulkan, builds offline) or `--features cuda` \
+                 (needs internet at build time), or use the CUDA image"
+                    .into(),
+            ),
         ),
         (true, true) => check(
             "gpu",
@@ -163,9 +183,13 @@ pub fn checks(env: &Environment, build: &BuildInfo, threads: usize) -> Vec<Check
         (false, true) => check("gpu", q, Verdict::Ok, format!("CUDA build with GPU(s): {}", list(&gpus)), None),
     });
 
+    if build.has_wgpu() {
+        out.push(vulkan_check(env));
+    }
+
     let q = "Does the driver support the CUDA runtime this build needs?";
     out.push(if !build.has_cuda() {
-        check("cuda_driver", q, Verdict::Ok, "CPU build: no CUDA libraries needed".into(), None)
+        check("cuda_driver", q, Verdict::Ok, "no CUDA in this build: no CUDA libraries needed".into(), None)
     } else {
         let need = format!("{}.{}", MIN_CUDA.0, MIN_CUDA.1);
         match env.cuda_driver_version.as_deref().and_then(parse_version) {
@@ -233,6 +257,8 @@ pub fn checks(env: &Environment, build: &BuildInfo, threads: usize) -> Vec<Check
     let q = "Which backend and device will a run use?";
     let finding = if build.has_cuda() && !env.gpus.is_empty() {
         format!("--device auto: cuda:0 ({}); results equivalent within tolerance, not bit-exact", env.gpus[0].name)
+    } else if let Some(a) = wgpu_gpu {
+        format!("--device auto: {}; results equivalent within tolerance, not bit-exact", a.describe())
     } else {
         format!(
             "--device auto: flex (CPU) with {threads} threads; bit-exact results for the same config, seed and data"
@@ -271,6 +297,66 @@ pub fn checks(env: &Environment, build: &BuildInfo, threads: usize) -> Vec<Check
     out
 }
 
+/// The wgpu build's adapters, and why a GPU the machine has is missing from them. The usual cause:
+/// a container started with `--gpus all` gets NVIDIA's compute libraries but not its Vulkan driver
+/// (the ICD file `nvidia_icd.json` and `libGLX_nvidia.so.0`), which the NVIDIA Container Toolkit
+/// mounts only for the `graphics` capability; Mesa's software adapter is then all Vulkan sees.
+fn vulkan_check(env: &Environment) -> Check {
+    let q = "Which Vulkan adapters can the wgpu build use?";
+    let all: Vec<String> = env.vulkan_adapters.iter().map(|a| a.describe()).collect();
+    let software_only = !all.is_empty() && env.vulkan_adapters.iter().all(|a| a.is_software());
+    let gpus: Vec<String> = env.gpus.iter().map(|g| g.name.clone()).collect();
+    let nvidia_fix = "run the container with -e NVIDIA_DRIVER_CAPABILITIES=compute,utility,graphics (or all): the \
+                      NVIDIA Container Toolkit mounts the Vulkan ICD (nvidia_icd.json, libGLX_nvidia.so.0) only for \
+                      `graphics`; without the toolkit, mount /usr/share/vulkan/icd.d/nvidia_icd.json and the \
+                      driver's libGLX_nvidia.so.0 and libnvidia-*.so; the image needs libvulkan1";
+    match (all.is_empty(), software_only, gpus.is_empty()) {
+        (true, _, false) => check(
+            "vulkan",
+            q,
+            Verdict::Fail,
+            format!("GPU present ({}) but no Vulkan adapter at all (no loader libvulkan.so.1, or no ICD)", list(&gpus)),
+            Some(nvidia_fix.into()),
+        ),
+        (true, _, true) => check(
+            "vulkan",
+            q,
+            Verdict::Warn,
+            "no Vulkan adapter (no loader libvulkan.so.1, or no driver ICD): --device wgpu fails, auto uses the CPU"
+                .into(),
+            Some(
+                "install libvulkan1 and the GPU's Vulkan driver (Debian/Ubuntu: mesa-vulkan-drivers for AMD, Intel \
+                 and the lavapipe software adapter); in a container pass --device /dev/dri (AMD, Intel)"
+                    .into(),
+            ),
+        ),
+        (false, true, false) => check(
+            "vulkan",
+            q,
+            Verdict::Warn,
+            format!(
+                "GPU present ({}) but Vulkan sees only software adapters: {}; the container lacks the GPU's Vulkan \
+                 driver (ICD), so auto uses the CPU",
+                list(&gpus),
+                all.join("; ")
+            ),
+            Some(nvidia_fix.into()),
+        ),
+        (false, true, true) => check(
+            "vulkan",
+            q,
+            Verdict::Ok,
+            format!(
+                "software adapters only: {}; --device wgpu:N runs the GPU code path on the CPU (for tests), auto \
+                 uses flex",
+                all.join("; ")
+            ),
+            None,
+        ),
+        (false, false, _) => check("vulkan", q, Verdict::Ok, all.join("; "), None),
+    }
+}
+
 /// The worst verdict of `checks`.
 pub fn overall(checks: &[Check]) -> Verdict {
     checks.iter().map(|c| c.verdict).max().unwrap_or(Verdict::Ok)
@@ -281,6 +367,7 @@ mod tests {
     use super::*;
     use crate::cgroup::CpuLimit;
     use crate::environment::Gpu;
+    use crate::vulkan::GpuAdapter;
 
     fn host(cores: usize, quota: Option<f64>) -> Environment {
         Environment {
@@ -319,7 +406,7 @@ mod tests {
         env.gpus = vec![Gpu { name: "NVIDIA H100".into(), ..Gpu::default() }];
         let g = checks(&env, &cpu, 8);
         assert_eq!(find(&g, "gpu").verdict, Verdict::Warn);
-        assert!(find(&g, "gpu").fix.as_deref().unwrap().contains("--features cuda"));
+        assert!(find(&g, "gpu").fix.as_deref().unwrap().contains("--features wgpu"));
         let mut cuda = cpu.clone();
         cuda.backends.push("cuda".into());
         env.cuda_driver_version = Some("11.8".into());
@@ -331,6 +418,54 @@ mod tests {
         assert_eq!(overall(&checks(&env, &cuda, 8)), Verdict::Ok);
         env.gpus.clear();
         assert_eq!(find(&checks(&env, &cuda, 8), "gpu").verdict, Verdict::Fail);
+    }
+
+    #[test]
+    fn vulkan_names_adapters_and_the_missing_nvidia_icd() {
+        let mut wgpu = BuildInfo::current();
+        wgpu.backends = vec!["flex".into(), "wgpu".into()];
+        let lavapipe = GpuAdapter {
+            index: 0,
+            name: "llvmpipe (LLVM 15.0.6, 256 bits)".into(),
+            kind: "cpu".into(),
+            driver: "llvmpipe".into(),
+            driver_info: "Mesa 22.3.6 (LLVM 15.0.6)".into(),
+            api: "vulkan".into(),
+        };
+        let mut env = host(8, None);
+        env.vulkan_adapters = vec![lavapipe.clone()];
+        // A CPU machine with lavapipe: fine, and auto stays on flex.
+        let c = checks(&env, &wgpu, 8);
+        assert_eq!(find(&c, "vulkan").verdict, Verdict::Ok);
+        assert!(
+            find(&c, "vulkan").finding.contains("llvmpipe (LLVM 15.0.6, 256 bits) (CPU, vulkan, driver llvmpipe Mesa")
+        );
+        assert!(find(&c, "backend").finding.contains("flex"));
+        // An NVIDIA GPU that Vulkan cannot see: the container lacks the ICD.
+        env.gpus = vec![Gpu { name: "NVIDIA H200".into(), ..Gpu::default() }];
+        let c = checks(&env, &wgpu, 8);
+        assert_eq!(find(&c, "vulkan").verdict, Verdict::Warn);
+        assert!(find(&c, "vulkan").fix.as_deref().unwrap().contains("NVIDIA_DRIVER_CAPABILITIES"));
+        assert_eq!(find(&c, "gpu").verdict, Verdict::Warn);
+        // With the ICD: the GPU is used, and auto takes it.
+        let h200 = GpuAdapter {
+            index: 1,
+            name: "NVIDIA H200".into(),
+            kind: "discrete".into(),
+            driver: "NVIDIA".into(),
+            driver_info: "560.35.03".into(),
+            api: "vulkan".into(),
+        };
+        env.vulkan_adapters.push(h200);
+        let c = checks(&env, &wgpu, 8);
+        assert_eq!(overall(&c), Verdict::Ok);
+        assert!(find(&c, "backend").finding.contains("wgpu:1 NVIDIA H200 (discrete, vulkan, driver NVIDIA 560.35.03)"));
+        // No adapter at all with a GPU present fails; the CPU build asks nothing of Vulkan.
+        env.vulkan_adapters.clear();
+        assert_eq!(find(&checks(&env, &wgpu, 8), "vulkan").verdict, Verdict::Fail);
+        let mut cpu = wgpu.clone();
+        cpu.backends.truncate(1);
+        assert!(checks(&env, &cpu, 8).iter().all(|c| c.id != "vulkan"));
     }
 
     #[test]

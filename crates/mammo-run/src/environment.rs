@@ -1,7 +1,7 @@
 //! The fingerprint of the machine a run used: what can change a run's numbers or its speed.
 //!
 //! Read from `/proc` and `/sys` (Linux), `std::arch` feature detection and, where present,
-//! `nvidia-smi`. Everything is optional: a field that cannot be read is `None`, never an error.
+//! `nvidia-smi` and the Vulkan loader (wgpu build). Everything is optional: a field that cannot be read is `None`, never an error.
 //! Privacy: the host name is only stored as a keyed BLAKE3 hash; environment values that are paths
 //! keep only their file names.
 
@@ -48,6 +48,9 @@ pub struct Environment {
     pub gpus: Vec<Gpu>,
     /// The highest CUDA version the driver supports (`nvidia-smi`), if any.
     pub cuda_driver_version: Option<String>,
+    /// The Vulkan (Metal) adapters of the wgpu build (empty in other builds).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vulkan_adapters: Vec<crate::vulkan::GpuAdapter>,
     /// The container, if this runs in one.
     pub container: Container,
     /// Environment variables that change numerics or speed (thread counts, allocator, CUDA flags).
@@ -86,7 +89,8 @@ pub struct Container {
 
 /// Variables recorded exactly by name, and by prefix: the ones that change thread counts, the
 /// allocator, or GPU numerics.
-const ENV_EXACT: &[&str] = &["LD_PRELOAD", "GLIBC_TUNABLES", "RUST_MIN_STACK", "NVIDIA_VISIBLE_DEVICES"];
+const ENV_EXACT: &[&str] =
+    &["LD_PRELOAD", "GLIBC_TUNABLES", "RUST_MIN_STACK", "NVIDIA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES"];
 const ENV_PREFIXES: &[&str] = &[
     "RAYON_",
     "OMP_",
@@ -103,6 +107,8 @@ const ENV_PREFIXES: &[&str] = &[
     "NVIDIA_TF32",
     "CUBECL_",
     "BURN_",
+    "WGPU_",
+    "VK_",
 ];
 
 impl Environment {
@@ -130,6 +136,7 @@ impl Environment {
             cgroup_memory_limit_bytes: limits.memory_bytes,
             gpus,
             cuda_driver_version,
+            vulkan_adapters: crate::vulkan::adapters(),
             container: container(),
             env_vars: numeric_env_vars(std::env::vars()),
             host_hash: host_hash(),

@@ -4,8 +4,8 @@
 //! - [`manifest`]: [`Manifest`] (code, build, inputs, environment, outcome) and [`ManifestWriter`],
 //!   which training updates atomically at start, at each checkpoint and at the end.
 //! - [`environment`]: the fingerprint of the machine a run used (CPU, SIMD, cores, cgroup quota,
-//!   memory, GPU, container, the environment variables that change numerics or speed); [`cgroup`]
-//!   reads the CPU and memory limits of cgroup v1 and v2.
+//!   memory, GPU, Vulkan adapters, container, the environment variables that change numerics or speed);
+//!   [`cgroup`] reads the CPU and memory limits of cgroup v1 and v2; [`vulkan`] lists the adapters.
 //! - [`build_info`]: what the binary is (commit, dirty tree, profile, features, rustc, `Cargo.lock`).
 //! - [`doctor`]: `mammogan env` — a verdict and a fix per question (its micro-benchmark is
 //!   `mammo_nn::bench`: it trains, and this crate does not depend on the one that knows burn).
@@ -26,6 +26,7 @@ pub mod environment;
 pub mod error;
 pub mod manifest;
 pub mod reproduce;
+pub mod vulkan;
 
 pub use build_info::BuildInfo;
 pub use environment::Environment;

@@ -74,10 +74,13 @@ pub struct DatasetRef {
 /// How a run was executed.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunInfo {
-    /// `flex` (CPU) or `cuda`.
+    /// `flex` (CPU), `cuda` or `wgpu`.
     pub backend: String,
-    /// The GPU index (0 on CPU).
+    /// The GPU index (0 on CPU): the CUDA ordinal or the N of `wgpu:N`.
     pub device_index: usize,
+    /// The wgpu adapter in words: name, type, API, driver and its version (None on other backends).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adapter: Option<String>,
     /// The worker threads of the CPU pool.
     pub threads: usize,
     /// Whether the backend promises bit-identical results.
@@ -274,12 +277,22 @@ impl RunInfo {
         RunInfo {
             backend: backend.to_string(),
             device_index,
+            adapter: None,
             threads,
             deterministic,
             resumed,
             started_unix: now_unix(),
             pid: std::process::id(),
             process_start_ticks: process_start_ticks("self"),
+        }
+    }
+
+    /// The `--device` that names this run's device again (`cpu`, `cuda:N`, `wgpu:N`): what
+    /// `reproduce` uses when not told otherwise.
+    pub fn device_spec(&self) -> String {
+        match self.backend.as_str() {
+            b @ ("cuda" | "wgpu") => format!("{b}:{}", self.device_index),
+            _ => "cpu".into(),
         }
     }
 

@@ -132,7 +132,7 @@ pub struct Hyperparameters {
     pub models: Option<&'static [ModelKind]>,
     /// `channel`: the input channel to train on (default `training`, or the only one).
     pub channel: Option<String>,
-    /// `device`: auto (default), cpu, cuda or cuda:N.
+    /// `device`: auto (default), cpu, cuda[:N] or wgpu[:N].
     pub device: Option<String>,
     /// `threads`: CPU threads (0 = all usable cores).
     pub threads: Option<usize>,

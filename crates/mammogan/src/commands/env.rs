@@ -18,7 +18,7 @@ pub struct Args {
     /// The thread count to check (0 = what a run with `--threads 0` would use).
     #[arg(long, default_value_t = 0)]
     threads: usize,
-    /// The device the benchmark uses: auto, cpu, cuda or cuda:N.
+    /// The device the benchmark uses: auto, cpu, cuda[:N] or wgpu[:N] (Vulkan; `mammogan env` lists the adapters).
     #[arg(long, default_value = "auto")]
     device: String,
 }

@@ -27,7 +27,7 @@ pub struct Args {
     /// The split to report on (the threshold is always chosen on val).
     #[arg(long, default_value = "test")]
     split: String,
-    /// auto, cpu, cuda or cuda:N.
+    /// auto, cpu, cuda[:N] or wgpu[:N] (Vulkan; `mammogan env` lists the adapters).
     #[arg(long, default_value = "auto")]
     device: String,
     /// Seed of the bootstrap.

@@ -25,7 +25,7 @@ pub struct Args {
     /// Tile stride as a fraction of the patch size.
     #[arg(long, default_value_t = 0.5)]
     stride: f64,
-    /// auto, cpu, cuda or cuda:N.
+    /// auto, cpu, cuda[:N] or wgpu[:N] (Vulkan; `mammogan env` lists the adapters).
     #[arg(long, default_value = "auto")]
     device: String,
     /// Explain only shard I of N of the images (counted from 0; every N-th image of the sorted list,

@@ -28,7 +28,7 @@ pub struct Args {
     /// Largest explain upload in MiB (413 beyond it).
     #[arg(long, default_value_t = mammo_serve::server::DEFAULT_MAX_BODY / (1024 * 1024))]
     max_body_mb: usize,
-    /// auto, cpu, cuda or cuda:N (for explain).
+    /// For explain: auto, cpu, cuda[:N] or wgpu[:N] (Vulkan; `mammogan env` lists the adapters).
     #[arg(long, default_value = "auto")]
     device: String,
     /// CPU threads for explain (0 = all usable cores).

@@ -21,7 +21,7 @@ pub struct Args {
     cases: usize,
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// auto, cpu, cuda or cuda:N.
+    /// auto, cpu, cuda[:N] or wgpu[:N] (Vulkan; `mammogan env` lists the adapters).
     #[arg(long, default_value = "auto")]
     device: String,
     /// Override one training config key, e.g. `--set train.steps=100` for a quick look (repeatable;

@@ -20,7 +20,7 @@ pub struct Args {
     /// CPU threads (default: the run's own).
     #[arg(long)]
     threads: Option<usize>,
-    /// auto, cpu, cuda or cuda:N (default: the run's own backend and device).
+    /// auto, cpu, cuda[:N] or wgpu[:N] (Vulkan; `mammogan env` lists the adapters) (default: the run's own backend and device).
     #[arg(long)]
     device: Option<String>,
 }

@@ -60,7 +60,7 @@ pub struct Args {
     /// Tile stride as a fraction of the patch size.
     #[arg(long, default_value_t = 0.5)]
     stride: f64,
-    /// auto, cpu, cuda or cuda:N.
+    /// auto, cpu, cuda[:N] or wgpu[:N] (Vulkan; `mammogan env` lists the adapters).
     #[arg(long, default_value = "auto")]
     device: String,
     /// CPU threads for inference (0 = all usable cores).

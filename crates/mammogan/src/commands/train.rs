@@ -37,7 +37,7 @@ pub struct TrainOpts {
     /// Which model(s) to train, in training order.
     #[arg(long, default_value = "all", value_parser = model_choice())]
     pub model: &'static [ModelKind],
-    /// auto, cpu, cuda or cuda:N.
+    /// auto, cpu, cuda[:N] or wgpu[:N] (Vulkan; `mammogan env` lists the adapters).
     #[arg(long, default_value = "auto")]
     pub device: String,
     /// CPU threads for the backend (0 = all cores).
