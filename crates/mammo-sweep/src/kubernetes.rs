@@ -399,6 +399,7 @@ mod tests {
         let dir = tmp.path().join("sweep");
         std::fs::create_dir_all(&dir).unwrap();
         let data = tmp.path().join("ds");
+        let data = [("the DATASET (--data)", data.as_path())];
         let o = KubeOptions { pvc_path: Some(tmp.path().to_path_buf()), run_as: Some((1000, 1000)), ..options() };
         let pending = vec!["ta".to_string(), "tb".to_string()];
         let (path, name) = write(&dir, &pending, &data, &o).unwrap();
