@@ -254,7 +254,7 @@ fn whole_image_set(
     split: Split,
 ) -> Result<mammo_serve::ImageSet> {
     let format = mammo_io::layouts::Format::parse(&store.info.source_format)
-        .with_context(|| format!("{}: unknown source format {:?}", data_dir.display(), store.info.source_format))?;
+        .with_context(|| format!("{}: unknown source format '{}'", data_dir.display(), store.info.source_format))?;
     let keep_paths = store.info.params.get("keep_paths").is_none_or(|v| v.as_bool() == Some(true));
     let key = match keep_paths {
         true => mammo_prep::PseudonymKey::ephemeral(),
