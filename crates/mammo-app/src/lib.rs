@@ -23,7 +23,7 @@ pub mod sagemaker;
 pub mod tracking;
 pub mod train;
 
-pub use progress::{Bar, Progress, Silent};
+pub use progress::{Bar, NoBar, Progress, Silent};
 
 /// One line: the chain of causes joined, never a backtrace or a panic. (A cause already quoted by its
 /// parent's message is not repeated.) What the binary prints after `error:`, and what a failed run's

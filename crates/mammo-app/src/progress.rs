@@ -22,7 +22,8 @@ pub trait Bar: Send + Sync {
 #[derive(Default, Clone, Copy)]
 pub struct Silent;
 
-struct NoBar;
+/// A bar that shows nothing: [`Silent`]'s, and for any `Progress` that only records or prints lines.
+pub struct NoBar;
 
 impl Bar for NoBar {
     fn set_length(&self, _: u64) {}

@@ -9,7 +9,7 @@ use mammo_app::explain::ManyRequest;
 use mammo_app::quickstart::{self, QuickstartRequest};
 use mammo_app::reproduce::ReproduceRequest;
 use mammo_app::train::TrainOptions;
-use mammo_app::{Bar, Progress};
+use mammo_app::{Bar, NoBar, Progress};
 use mammo_io::layouts::Format;
 use mammo_phantom::{OutputFormat, PhantomParams};
 use mammo_prep::split::Split;
@@ -19,15 +19,6 @@ use mammo_prep::split::Split;
 struct Recorder {
     bars: Mutex<Vec<String>>,
     lines: Mutex<Vec<String>>,
-}
-
-struct NoBar;
-
-impl Bar for NoBar {
-    fn set_length(&self, _: u64) {}
-    fn set_position(&self, _: u64) {}
-    fn set_message(&self, _: String) {}
-    fn finish(&self) {}
 }
 
 impl Progress for Recorder {
