@@ -784,7 +784,17 @@ pub fn write_dicom(
                 Value::PixelSequence(PixelFragmentSequence::new(vec![0u32], vec![frame])),
             ));
         }
-        _ => put(&mut obj, tags::PIXEL_DATA, VR::OW, PrimitiveValue::U16(pixels.iter().copied().collect())),
+        // The value's bytes, little-endian (every syntax written here is), as one run: dicom-rs writes
+        // a `U16` value one `write_u16` at a time, and under the deflated syntax each of those went
+        // through the compressor, which zero-fills its output buffer per call (a quarter of the
+        // phantom's time). The data set is the same; only where the deflated stream closes its blocks
+        // differs.
+        _ => put(
+            &mut obj,
+            tags::PIXEL_DATA,
+            VR::OW,
+            PrimitiveValue::U8(pixels.iter().flat_map(|v| v.to_le_bytes()).collect()),
+        ),
     }
     let meta = FileMetaTableBuilder::new()
         .transfer_syntax(syntax.uid())

@@ -40,7 +40,7 @@ pub struct BuildInfo {
     /// Backends compiled in: always `flex` (CPU), plus `cuda` and `wgpu` with their features.
     pub backends: Vec<String>,
     /// The SIMD features the whole binary was compiled for (`-C target-feature` / `target-cpu`).
-    /// The matrix kernels (gemm, macerator) additionally pick AVX2/FMA/AVX-512 at run time.
+    /// The matrix and element kernels (mammo-nn's, gemm, macerator) additionally pick AVX2/FMA/AVX-512 at run time.
     pub simd_compiled: Vec<String>,
 }
 

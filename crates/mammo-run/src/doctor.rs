@@ -220,7 +220,7 @@ pub fn checks(env: &Environment, build: &BuildInfo, threads: usize) -> Vec<Check
     let q = "Does the binary's SIMD match this CPU?";
     let missing: Vec<String> = env.simd_compiled.iter().filter(|f| !env.simd_available.contains(f)).cloned().collect();
     let finding = format!(
-        "CPU offers {}; binary compiled for {}; the matrix kernels (gemm, macerator) pick AVX2/FMA/AVX-512 at run \
+        "CPU offers {}; binary compiled for {}; the matrix and element kernels pick AVX2/FMA/AVX-512 at run \
          time, so CPUs with other SIMD may differ in the last bits",
         list(&env.simd_available),
         list(&env.simd_compiled)

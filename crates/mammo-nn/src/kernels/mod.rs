@@ -7,13 +7,17 @@
 //! input to channels-last on the calling thread, fills im2col tiles one float at a time, and scatters
 //! the GEMM result back; it has no weight gradient of its own, so burn's generic one runs a second
 //! convolution over batch/channel-swapped copies with a GEMM whose N is 9. Here each sample is one
-//! GEMM on channels-first data: im2col rows are shifted copies of input rows (whole `memcpy` runs at
-//! stride 1), the product lands straight in the output, and samples run in parallel.
+//! matrix product on channels-first data (`matmul.rs`, written for these shapes: a general GEMM's
+//! packing of both operands was a third of the time), the product lands straight in the output, and
+//! samples run in parallel. At stride 2, im2col rows are shifted copies of input rows; at stride 1 on
+//! planes 16 or more wide the columns are not written at all: the product reads shifted views of the
+//! zero-padded input, and the input gradient is the convolution of `dy` with the flipped kernel.
 //!
 //! Determinism (the flex promise of `device.rs`): every output element is computed by the same
-//! sequence of operations whatever the thread count. Samples are independent in the forward pass and
-//! the input gradient; the weight gradient sums per-sample partial products in sample order, and each
-//! GEMM runs single-threaded inside its sample's task.
+//! sequence of operations whatever the thread count and whatever the CPU (the AVX2 and portable paths
+//! of `matmul.rs` agree bit for bit). Samples are independent in the forward pass and the input
+//! gradient; the weight gradient sums per-sample partial products in sample order, and each product
+//! runs single-threaded inside its sample's task.
 //!
 //! The (leaky) ReLU: burn's autodiff has no node of its own for `leaky_relu`, so it ran as a
 //! comparison, a scaled copy and a `mask_where`, and its backward as two more `mask_where`s over fresh
@@ -24,9 +28,12 @@
 //! square, mean, add, sqrt, divide, scale, shift) and as many backward, each a fresh tensor. Here it is
 //! one pass forward and two backward per (sample, group), sums in f64.
 //!
-//! Other backends (CUDA) and other dtypes keep burn's own operations: [`conv_same`], [`group_norm`]
-//! and [`leaky_relu`] only route flex float32 tensors here. The flex kernels live in `conv.rs`,
-//! `group_norm.rs` and `elementwise.rs`; this module holds the extension trait, the wrappers the
+//! Average pooling (the high-pass input's 3x3 local mean, the U-Net's downsampling) and its gradient:
+//! burn-flex pools through its 3-D pooling; here it is one pass per plane each way (`pool.rs`).
+//!
+//! Other backends (CUDA) and other dtypes keep burn's own operations: [`conv_same`], [`group_norm`],
+//! [`avg_pool`] and [`leaky_relu`] only route flex float32 tensors here. The flex kernels live in `conv.rs` (with
+//! `matmul.rs`), `group_norm.rs` and `elementwise.rs`; this module holds the extension trait, the wrappers the
 //! layers call and the autodiff nodes.
 
 use burn::backend::autodiff::NodeId;
@@ -40,11 +47,14 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{
     Autodiff, AutodiffBackend, Backend, Dispatch, Flex, TensorMetadata, backend_extension, get_or_init_device_settings,
 };
+use burn::tensor::ops::AvgPoolOptions;
 use burn::tensor::{DType, Device, Shape, Tensor};
 
 mod conv;
 mod elementwise;
 mod group_norm;
+mod matmul;
+mod pool;
 #[cfg(test)]
 mod tests;
 
@@ -106,6 +116,23 @@ pub trait Kernels: Backend {
         eps: f32,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 
+    /// Average pooling of `x [n, c, h, w]` over `k x k` windows at `stride`, with `pad` zeros around
+    /// the image that are not counted (a border window averages the pixels it has).
+    fn avg_pool(x: FloatTensor<Self>, k: usize, stride: usize, pad: usize) -> FloatTensor<Self> {
+        Self::avg_pool2d(x, [k, k], [stride, stride], [pad, pad], false, false)
+    }
+
+    /// The gradient of [`Kernels::avg_pool`] with respect to `x` (whose shape it takes from `x`).
+    fn avg_pool_grad(
+        x: FloatTensor<Self>,
+        dy: FloatTensor<Self>,
+        k: usize,
+        stride: usize,
+        pad: usize,
+    ) -> FloatTensor<Self> {
+        Self::avg_pool2d_backward(x, dy, [k, k], [stride, stride], [pad, pad], false, false)
+    }
+
     /// `x` where `x > 0`, else `slope * x` (`slope` 0: the ReLU).
     fn leaky_relu_fused(x: FloatTensor<Self>, slope: f32) -> FloatTensor<Self> {
         <Self as ActivationOps<Self>>::leaky_relu(x, slope.into())
@@ -139,6 +166,20 @@ pub fn conv_same(x: Tensor<4>, weight: Tensor<4>, bias: Tensor<1>, stride: usize
         Tensor::from_dispatch(y)
     } else {
         burn::tensor::module::conv2d(x, weight, Some(bias), options(k, stride))
+    }
+}
+
+/// Average pooling (see [`Kernels::avg_pool`]): the flex kernel on flex float32 tensors, burn's
+/// `avg_pool2d` (padding not counted) elsewhere.
+pub fn avg_pool(x: Tensor<4>, k: usize, stride: usize, pad: usize) -> Tensor<4> {
+    if on_flex(&x.device()) && x.dtype() == DType::F32 {
+        Tensor::from_dispatch(<Dispatch as Kernels>::avg_pool(x.into_dispatch(), k, stride, pad))
+    } else {
+        let options = AvgPoolOptions::new([k, k])
+            .with_stride([stride, stride])
+            .with_padding([pad, pad])
+            .with_count_include_pad(false);
+        burn::tensor::module::avg_pool2d(x, options)
     }
 }
 
@@ -269,6 +310,44 @@ impl<B: Backend + Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
         (Self::from_inner(dx), Self::from_inner(dgamma), Self::from_inner(dbeta))
     }
 
+    fn avg_pool(x: FloatTensor<Self>, k: usize, stride: usize, pad: usize) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct AvgPool;
+
+        impl<B: Backend + Kernels> Backward<B, 1> for AvgPool {
+            type State = (NodeId, [usize; 3]);
+
+            fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
+                let [node_x] = ops.parents;
+                let dy = grads.consume::<B>(&ops.node);
+                let (x_state, [k, stride, pad]) = ops.state;
+                if let Some(node) = node_x {
+                    let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(x_state);
+                    grads.register::<B>(node.id, B::avg_pool_grad(x, dy, k, stride, pad));
+                }
+            }
+        }
+
+        match AvgPool.prepare::<C>([x.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(mut prep) => {
+                let state = (prep.checkpoint(&x), [k, stride, pad]);
+                prep.finish(state, B::avg_pool(x.into_primitive(), k, stride, pad))
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::avg_pool(x.into_primitive(), k, stride, pad)),
+        }
+    }
+
+    /// Only the backward node above calls this, on the inner backend; here for completeness.
+    fn avg_pool_grad(
+        x: FloatTensor<Self>,
+        dy: FloatTensor<Self>,
+        k: usize,
+        stride: usize,
+        pad: usize,
+    ) -> FloatTensor<Self> {
+        Self::from_inner(B::avg_pool_grad(Self::inner(x), Self::inner(dy), k, stride, pad))
+    }
+
     fn leaky_relu_fused(x: FloatTensor<Self>, slope: f32) -> FloatTensor<Self> {
         #[derive(Debug)]
         struct LeakyRelu;
@@ -345,6 +424,28 @@ impl Kernels for Flex {
     ) -> (FlexTensor, FlexTensor, FlexTensor) {
         assert!(all_f32(&[&x, &gamma, &dy]), "group_norm_grad: float32 only");
         group_norm::grad(x, gamma, dy, groups, eps)
+    }
+
+    fn avg_pool(x: FlexTensor, k: usize, stride: usize, pad: usize) -> FlexTensor {
+        if !all_f32(&[&x]) {
+            return <Flex as ModuleOps<Flex>>::avg_pool2d(x, [k, k], [stride, stride], [pad, pad], false, false);
+        }
+        pool::forward(x, k, stride, pad)
+    }
+
+    fn avg_pool_grad(x: FlexTensor, dy: FlexTensor, k: usize, stride: usize, pad: usize) -> FlexTensor {
+        if !all_f32(&[&x, &dy]) {
+            return <Flex as ModuleOps<Flex>>::avg_pool2d_backward(
+                x,
+                dy,
+                [k, k],
+                [stride, stride],
+                [pad, pad],
+                false,
+                false,
+            );
+        }
+        pool::grad(&x, dy, k, stride, pad)
     }
 
     fn leaky_relu_fused(x: FlexTensor, slope: f32) -> FlexTensor {

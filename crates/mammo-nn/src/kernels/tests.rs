@@ -102,6 +102,37 @@ fn group_norm_matches_composed_ops() {
     }
 }
 
+/// Average pooling and its gradient against burn's `avg_pool2d` (padding not counted), for the two
+/// poolings the models use and odd sizes where windows run off the edge or a row is left over.
+#[test]
+fn avg_pool_matches_burn() {
+    use burn::tensor::ops::AvgPoolOptions;
+    let device = Device::flex().autodiff();
+    for (shape, k, stride, pad) in
+        [([2, 3, 8, 8], 3, 1, 1), ([2, 2, 8, 8], 2, 2, 0), ([1, 2, 7, 5], 2, 2, 0), ([2, 1, 5, 7], 3, 2, 1)]
+    {
+        let run = |ours: bool| {
+            let x = random(shape, 21, &device).require_grad();
+            let y = if ours {
+                avg_pool(x.clone(), k, stride, pad)
+            } else {
+                let options = AvgPoolOptions::new([k, k])
+                    .with_stride([stride, stride])
+                    .with_padding([pad, pad])
+                    .with_count_include_pad(false);
+                burn::tensor::module::avg_pool2d(x.clone(), options)
+            };
+            let r = random(y.dims(), 22, &device);
+            let grads = (y.clone() * r).sum().backward();
+            (y.inner(), x.grad(&grads).unwrap())
+        };
+        let ((y1, g1), (y2, g2)) = (run(true), run(false));
+        let what = format!("{shape:?}, k {k}, stride {stride}, pad {pad}");
+        close(y1, y2, &format!("y, {what}"));
+        close(g1, g2, &format!("dx, {what}"));
+    }
+}
+
 /// The (leaky) ReLU and its gradient against burn's own, for slopes 0 (the ReLU) and 0.2.
 #[test]
 fn leaky_relu_matches_burn() {
@@ -124,4 +155,52 @@ fn leaky_relu_matches_burn() {
         close(y1, y2, &format!("y, slope {slope}"));
         close(g1, g2, &format!("dx, slope {slope}"));
     }
+}
+
+/// Times the flex convolution kernels on one thread at the models' shapes (batch 32):
+/// `cargo test --release -p mammogan -p mammo-nn --lib -- --ignored --nocapture conv_kernel_timings`.
+#[test]
+#[ignore]
+fn conv_kernel_timings() {
+    let shapes: [([usize; 4], usize, usize, usize); 9] = [
+        ([32, 1, 64, 64], 8, 3, 1),
+        ([32, 8, 64, 64], 16, 3, 2),
+        ([32, 16, 32, 32], 16, 3, 1),
+        ([32, 8, 64, 64], 16, 1, 2),
+        ([32, 16, 32, 32], 32, 3, 2),
+        ([32, 32, 16, 16], 32, 3, 1),
+        ([32, 64, 8, 8], 64, 3, 1),
+        ([32, 8, 64, 64], 8, 3, 1),
+        ([32, 16, 32, 32], 8, 1, 1),
+    ];
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+    let data =
+        |n: usize, seed: u32| -> Vec<f32> { (0..n).map(|i| ((i as u32 ^ seed) % 97) as f32 / 97.0 - 0.5).collect() };
+    let mut total = [0f64; 3];
+    for (xs, o, k, stride) in shapes {
+        let ws = [o, xs[1], k, k];
+        let x = tensor(data(xs.iter().product(), 1), xs);
+        let w = tensor(data(ws.iter().product(), 2), ws);
+        let b = tensor(data(o, 3), [o]);
+        let y = <Flex as Kernels>::conv_same(x.clone(), w.clone(), b.clone(), stride);
+        let ys = y.shape();
+        let dy = tensor(data(ys.iter().product(), 4), [ys[0], ys[1], ys[2], ys[3]]);
+        let time = |f: &(dyn Fn() + Sync)| {
+            pool.install(|| {
+                (0..15)
+                    .map(|_| {
+                        let t = std::time::Instant::now();
+                        f();
+                        t.elapsed().as_secs_f64() * 1e3
+                    })
+                    .fold(f64::INFINITY, f64::min)
+            })
+        };
+        let f = time(&|| drop(<Flex as Kernels>::conv_same(x.clone(), w.clone(), b.clone(), stride)));
+        let gx = time(&|| drop(<Flex as Kernels>::conv_same_x_grad(x.clone(), w.clone(), dy.clone(), stride)));
+        let gw = time(&|| drop(<Flex as Kernels>::conv_same_w_grad(x.clone(), w.clone(), dy.clone(), stride)));
+        total = [total[0] + f, total[1] + gx, total[2] + gw];
+        println!("x {xs:?} o {o} k {k} s {stride}: forward {f:.2} ms, dx {gx:.2} ms, dw {gw:.2} ms");
+    }
+    println!("total: forward {:.2} ms, dx {:.2} ms, dw {:.2} ms", total[0], total[1], total[2]);
 }

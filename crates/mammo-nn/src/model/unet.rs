@@ -16,8 +16,8 @@
 
 use burn::module::Module;
 use burn::tensor::activation::{relu, sigmoid};
-use burn::tensor::module::{avg_pool2d, conv2d, interpolate};
-use burn::tensor::ops::{AvgPoolOptions, ConvOptions, InterpolateMode, InterpolateOptions};
+use burn::tensor::module::{conv2d, interpolate};
+use burn::tensor::ops::{ConvOptions, InterpolateMode, InterpolateOptions};
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::classifier::highpass;
@@ -118,7 +118,7 @@ impl MapGenerator {
         let mut h = Tensor::cat(vec![x.clone().mul_scalar(2.0).sub_scalar(1.0), highpass(x.clone())], 1);
         for (l, level) in self.down.iter().enumerate() {
             if l > 0 {
-                h = avg_pool2d(h, AvgPoolOptions::new([2, 2]).with_stride([2, 2]));
+                h = crate::kernels::avg_pool(h, 2, 2, 0);
             }
             h = level.forward(h);
             skips.push(h.clone());

@@ -1,0 +1,28 @@
+//! The C allocator's settings for tensor work.
+//!
+//! Every operation of the flex backend returns a fresh buffer, and a training step makes hundreds of
+//! them of 0.1-8 MB. glibc serves blocks from 128 KB up (its threshold rises only as such blocks are
+//! freed) with their own `mmap` and hands them back with `munmap`, and gives the top of its heap back
+//! to the system once 128 KB of it is free: each new tensor then costs a page fault per 4 KB and the
+//! kernel zeroing the page. That was a fifth of the classifier's training step on the thread that
+//! drives it (`exc_page_fault`, `clear_page_erms`, `unmap_page_range`), and setting the two thresholds
+//! made the step 0.6-0.75x as long (`bench/RESULTS.md`). Freed memory is kept for the next tensor instead; the
+//! peak stays what the largest step needs, and blocks above 32 MB (whole mammograms in `explain`) are
+//! still mapped and unmapped one by one.
+
+/// Raises glibc's `mmap` threshold to 32 MiB and its trim threshold to 256 MiB, once per process.
+/// Elsewhere (other C libraries, other systems) it does nothing.
+pub fn keep_freed_buffers() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            // SAFETY: mallopt only changes thresholds of the allocator's policy; valid at any time.
+            // A refusal (0) leaves glibc's defaults, which are correct, only slower.
+            unsafe {
+                libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+                libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
+            }
+        });
+    }
+}
