@@ -364,14 +364,21 @@ fn max_filter_line(line: &mut [f32], r: usize, scratch: &mut Vec<f32>) {
     let g = 2 * r + 1;
     let padded = n + 2 * r;
     scratch.clear();
-    scratch.resize(2 * padded, f32::NEG_INFINITY);
-    let (pre, suf) = scratch.split_at_mut(padded);
-    let x = |i: usize| if i >= r && i < r + n { line[i - r] } else { f32::NEG_INFINITY };
-    for i in 0..padded {
-        pre[i] = if i % g == 0 { x(i) } else { pre[i - 1].max(x(i)) };
-    }
-    for i in (0..padded).rev() {
-        suf[i] = if i % g == g - 1 || i == padded - 1 { x(i) } else { suf[i + 1].max(x(i)) };
+    scratch.resize(3 * padded, f32::NEG_INFINITY);
+    let (x, rest) = scratch.split_at_mut(padded);
+    let (pre, suf) = rest.split_at_mut(padded);
+    x[r..r + n].copy_from_slice(line);
+    // Block by block (blocks of g from the padded start): no division or bounds test per element.
+    for b in (0..padded).step_by(g) {
+        let end = (b + g).min(padded);
+        pre[b] = x[b];
+        for i in b + 1..end {
+            pre[i] = pre[i - 1].max(x[i]);
+        }
+        suf[end - 1] = x[end - 1];
+        for i in (b..end - 1).rev() {
+            suf[i] = suf[i + 1].max(x[i]);
+        }
     }
     // The window of output i is [i, i + 2r] in padded coordinates: exactly g long.
     for (i, out) in line.iter_mut().enumerate() {

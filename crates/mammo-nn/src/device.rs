@@ -64,7 +64,6 @@ impl std::fmt::Display for DeviceInfo {
 pub fn select_device(spec: &str, threads: usize) -> Result<(Device, DeviceInfo)> {
     let spec = spec.trim().to_ascii_lowercase();
     let threads = init_thread_pool(threads);
-    crate::alloc::keep_freed_buffers();
     let cpu = || {
         (
             Device::flex().autodiff(),

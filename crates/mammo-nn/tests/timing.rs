@@ -29,6 +29,10 @@ fn step_timings_at_default_sizes() {
     let mut rec = Recorder::default();
     train_classifier(run.path(), &data, &config, &device, &mut rec, &no_stop()).unwrap();
     println!("classifier step: {:.3} s ({} threads)", per_step(&rec), info.threads);
+    // `MAMMO_NN_TIMING_MODELS=classifier` stops here (for profiling the classifier alone).
+    if std::env::var("MAMMO_NN_TIMING_MODELS").is_ok_and(|m| m == "classifier") {
+        return;
+    }
     let mut rec = Recorder::default();
     train_attribution(run.path(), &data, &config, &device, &mut rec, &no_stop()).unwrap();
     println!("attribution step ({} critic + 1 generator update): {:.3} s", config.attribution.n_critic, per_step(&rec));

@@ -37,6 +37,13 @@ fn matches_burn_conv2d_forward_and_backward() {
         ([2, 4, 6, 6], 3, 1, 1),
         ([2, 4, 7, 6], 3, 1, 2),
         ([1, 1, 9, 9], 2, 5, 1),
+        // Outputs 16 or more wide: at stride 1 the shifted views of the padded input (even and odd
+        // sizes, a 5x5 kernel) instead of im2col; stride 2 at the same sizes.
+        ([2, 3, 16, 17], 4, 3, 1),
+        ([1, 2, 18, 16], 3, 5, 1),
+        ([2, 3, 32, 32], 5, 3, 2),
+        ([1, 2, 35, 33], 3, 3, 2),
+        ([1, 2, 34, 36], 2, 5, 2),
     ];
     for (seed, (xs, o, k, stride)) in cases.into_iter().enumerate() {
         let seed = seed as u64 * 10;

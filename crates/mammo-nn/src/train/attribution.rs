@@ -70,6 +70,7 @@ pub fn train_attribution(
     stop: &AtomicBool,
 ) -> Result<Outcome> {
     config.validate()?;
+    crate::alloc::keep_freed_buffers();
     let ac = &config.attribution;
     // Each U-Net level and each critic level halves the patch; the deepest must keep a few pixels.
     let halvings = ac.gen_depth.saturating_sub(1).max(ac.critic_depth);

@@ -60,6 +60,7 @@ pub fn train_classifier(
     stop: &AtomicBool,
 ) -> Result<Outcome> {
     config.validate()?;
+    crate::alloc::keep_freed_buffers();
     let split = config.data.split;
     let positives = data.indices(split, &[Label::Malignant]);
     let negative_labels = &config.data.negatives;
