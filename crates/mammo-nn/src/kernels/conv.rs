@@ -17,6 +17,8 @@ pub(super) fn forward(x: FlexTensor, w: FlexTensor, b: FlexTensor, stride: usize
     let (x, w, b) = (contiguous(x), contiguous(w), contiguous(b));
     let (xs, ws, bs) = (f32s(&x), f32s(&w), f32s(&b));
     let (hw, ckk) = (g.plane_out(), g.ckk());
+    // Where each row of the column matrix starts (im2col path), once for every sample.
+    let rows = matmul::row_starts(ckk, hw);
     let mut out = vec![0f32; g.n * g.o * hw];
     out.par_chunks_mut(g.o * hw).enumerate().for_each(|(i, y)| {
         let xi = &xs[i * g.c * g.plane_in()..(i + 1) * g.c * g.plane_in()];
@@ -26,7 +28,6 @@ pub(super) fn forward(x: FlexTensor, w: FlexTensor, b: FlexTensor, stride: usize
             shifted_product(g.o, w, g.c, g.h, g.w, g.k, xi, y, Start::Row(bs));
         } else {
             let cols = g.im2col(xi);
-            let rows = matmul::row_starts(ckk, hw);
             matmul::nn(g.o, hw, ckk, w, cols.as_deref().unwrap_or(xi), &rows, y, hw, Start::Row(bs));
         }
     });
@@ -50,12 +51,12 @@ pub(super) fn x_grad(x: FlexTensor, w: FlexTensor, dy: FlexTensor, stride: usize
     } else {
         Vec::new()
     };
+    let rows = matmul::row_starts(g.o, hw);
     let mut dx = vec![0f32; g.n * g.c * g.plane_in()];
     dx.par_chunks_mut(g.c * g.plane_in()).enumerate().for_each(|(i, dxi)| {
         let dyi = &dys[i * g.o * hw..(i + 1) * g.o * hw];
         // w^T: element (r, o) of the [ckk, o] matrix is w[o, r].
         let wt = Strided { data: ws, rs: 1, cs: ckk };
-        let rows = matmul::row_starts(g.o, hw);
         if g.is_shifted() {
             let f = Strided { data: &flipped, rs: g.o * kk, cs: 1 };
             shifted_product(g.c, f, g.o, g.h, g.w, g.k, dyi, dxi, Start::Zero);
@@ -78,6 +79,7 @@ pub(super) fn w_grad(x: FlexTensor, w: FlexTensor, dy: FlexTensor, stride: usize
     let (xs, dys) = (f32s(&x), f32s(&dy));
     let (hw, ckk) = (g.plane_out(), g.ckk());
     let size = g.o * ckk;
+    let rows = matmul::row_starts(ckk, hw);
     // One partial product per sample, in parallel; summed below in sample order.
     let partials: Vec<Vec<f32>> = (0..g.n)
         .into_par_iter()
@@ -94,11 +96,9 @@ pub(super) fn w_grad(x: FlexTensor, w: FlexTensor, dy: FlexTensor, stride: usize
                 for (dst, src) in dy_wide.chunks_mut(p.wp).zip(dyi.chunks(g.w)) {
                     dst[..g.w].copy_from_slice(src);
                 }
-                let rows = p.rows();
-                matmul::nt(g.o, ckk, p.n_valid(), &dy_wide, p.n_out(), &p.data, &rows, &mut dw, ckk);
+                matmul::nt(g.o, ckk, p.n_valid(), &dy_wide, p.n_out(), &p.data, &p.rows(), &mut dw, ckk);
             } else {
                 let cols = g.im2col(xi);
-                let rows = matmul::row_starts(ckk, hw);
                 matmul::nt(g.o, ckk, hw, dyi, hw, cols.as_deref().unwrap_or(xi), &rows, &mut dw, ckk);
             }
             dw
