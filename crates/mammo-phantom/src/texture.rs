@@ -47,17 +47,33 @@ pub(crate) fn power_law_pair(gw: usize, gh: usize, spec: &TextureSpec, rng: &mut
         let i = if i < n / 2 { i as f32 } else { i as f32 - n as f32 };
         i / (n as f32 * s)
     };
+    let amplitude = |r: usize, c: usize| -> f32 {
+        let (kx, ky) = (freq(c, gw), freq(r, gh));
+        // Rotate into the texture's frame; compressing the spectrum along the elongation axis
+        // stretches the structures along it.
+        let u = kx * cos + ky * sin;
+        let v = -kx * sin + ky * cos;
+        let k = ((u * aniso) * (u * aniso) + v * v).sqrt().max(k0);
+        k.powf(-half_beta)
+    };
+    // The amplitude is even: at (-ky, -kx) every product and sum above is negated exactly, so k and the
+    // amplitude are the same bits. Rows past the middle read the mirrored rows' amplitudes (kept from
+    // the first half) instead of calling `powf` again: half the work, the same field. The Nyquist
+    // column is its own mirror with the same sign (-gw/2), so it is not mirrored.
+    let half = gh / 2;
+    let mut kept = vec![0f32; (half + 1) * gw];
     let mut buf = vec![Complex32::new(0.0, 0.0); gw * gh];
     for r in 0..gh {
-        let ky = freq(r, gh);
         for c in 0..gw {
-            let kx = freq(c, gw);
-            // Rotate into the texture's frame; compressing the spectrum along the elongation axis
-            // stretches the structures along it.
-            let u = kx * cos + ky * sin;
-            let v = -kx * sin + ky * cos;
-            let k = ((u * aniso) * (u * aniso) + v * v).sqrt().max(k0);
-            let amp = k.powf(-half_beta);
+            let amp = if r <= half || c == gw / 2 {
+                let a = amplitude(r, c);
+                if r <= half {
+                    kept[r * gw + c] = a;
+                }
+                a
+            } else {
+                kept[(gh - r) * gw + (gw - c) % gw]
+            };
             let phase = rng.random::<f32>() * TAU;
             buf[r * gw + c] = Complex32::from_polar(amp, phase);
         }
