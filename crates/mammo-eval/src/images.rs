@@ -72,7 +72,7 @@ fn byte(u: f32) -> u8 {
 }
 
 /// Asserts that a raster has `w × h` values.
-fn check_size(values: &[f32], w: usize, h: usize, what: &str) {
+fn check_size<T>(values: &[T], w: usize, h: usize, what: &str) {
     assert_eq!(values.len(), w * h, "{what} must have w × h = {w} × {h} values");
 }
 
@@ -162,7 +162,7 @@ pub fn display_scales(w: usize, h: usize) -> (usize, i64, i64) {
     (at_least_1(side / 150.0) as usize, at_least_1(side / 250.0), at_least_1(side / 250.0))
 }
 
-/// An RGB PNG of a whole-image highlight for a person: `base` in grey (in [0, 1], clamped), `heat`
+/// An RGB PNG of a whole-image highlight for a person: `base` in grey (the displayed image's bytes), `heat`
 /// normalised by `max` (the value shown at full colour), spread for display, coloured with an opacity
 /// that grows with the value, then the `boxes` outlined with their scores and `caption` (if any) in the
 /// top-left corner.
@@ -179,7 +179,7 @@ pub fn display_scales(w: usize, h: usize) -> (usize, i64, i64) {
 /// # Panics
 /// If either raster's length is not `w * h`, or `w` or `h` is 0 or exceeds `u32`.
 pub fn highlight_overlay_png(
-    base: &[f32],
+    base: &[u8],
     heat: &[f32],
     w: usize,
     h: usize,
@@ -193,12 +193,11 @@ pub fn highlight_overlay_png(
     check_size(base, w, h, "base");
     check_size(heat, w, h, "heat");
     let (radius, line, scale) = display_scales(w, h);
-    let t: Vec<f32> = heat.par_iter().map(|&v| unit(v, 0.0, max)).collect();
-    let t = spread(&t, w, h, radius);
+    let t = spread(heat.par_iter().map(|&v| unit(v, 0.0, max)).collect(), w, h, radius);
     let mut rgb = vec![0u8; 3 * w * h];
     rgb.par_chunks_mut(3 * w).zip(base.par_chunks(w).zip(t.par_chunks(w))).for_each(|(out, (base, t))| {
         for (px, (&b, &u)) in out.chunks_exact_mut(3).zip(base.iter().zip(t)) {
-            let grey = unit(b, 0.0, 1.0);
+            let grey = f32::from(b) / 255.0;
             let alpha = MAX_ALPHA * ((u - LOW) / (FULL - LOW)).clamp(0.0, 1.0);
             if alpha == 0.0 {
                 // Below LOW (most of the image): the grey alone, the bits the blend gives at alpha 0
@@ -296,9 +295,10 @@ fn label_position(
 /// The display spread of [`highlight_overlay_png`]: a square maximum filter then a square box blur, both
 /// of `radius` (the blur averages over the part of its window inside the image). An isolated peak keeps
 /// its value at its centre and becomes a `(4 radius + 1)`-wide blob; NaN counts as 0.
-pub fn spread(values: &[f32], w: usize, h: usize, radius: usize) -> Vec<f32> {
-    check_size(values, w, h, "values");
-    let mut v: Vec<f32> = values.par_iter().map(|&x| if x.is_nan() { 0.0 } else { x }).collect();
+pub fn spread(mut v: Vec<f32>, w: usize, h: usize, radius: usize) -> Vec<f32> {
+    check_size(&v, w, h, "values");
+    // In place: on a 12-megapixel overlay a copy is 48 MB of fresh pages.
+    v.par_iter_mut().filter(|x| x.is_nan()).for_each(|x| *x = 0.0);
     if radius == 0 {
         return v;
     }
@@ -519,7 +519,7 @@ mod tests {
         let (w, h) = (15, 11);
         let mut v = vec![0.0; w * h];
         v[5 * w + 7] = 2.0;
-        let s = spread(&v, w, h, 2);
+        let s = spread(v.clone(), w, h, 2);
         assert_eq!(s[5 * w + 7], 2.0, "a lone peak keeps its value");
         // Lit out to 2 r from the peak, not beyond.
         assert!(s[5 * w + 11] > 0.0 && s[5 * w + 12] == 0.0 && s[5 * w + 3] > 0.0 && s[5 * w + 2] == 0.0);
@@ -537,13 +537,13 @@ mod tests {
                 assert!((b[i] - mean).abs() < 1e-5, "blur r={r} i={i}");
             }
         }
-        assert_eq!(spread(&[f32::NAN, 1.0], 2, 1, 0), [0.0, 1.0]);
+        assert_eq!(spread(vec![f32::NAN, 1.0], 2, 1, 0), [0.0, 1.0]);
     }
 
     #[test]
     fn highlight_overlay_colours_the_highlight_and_outlines_boxes() {
         let (w, h) = (60, 50);
-        let base = vec![0.5; w * h];
+        let base = vec![128u8; w * h];
         let mut heat = vec![0.0; w * h];
         heat[40 * w + 45] = 4.0; // one hot pixel, far from the box
         heat[10 * w + 50] = 0.5; // 12.5% of the maximum: left alone

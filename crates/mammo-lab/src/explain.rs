@@ -91,7 +91,7 @@ impl Explainer {
             "layers": {
                 "map": uri(x.overlay_png()),
                 "saliency": saliency.map(uri),
-                "raw": uri(mammo_eval::gray_png(&x.display, w, h, 0.0, 1.0)),
+                "raw": uri(mammo_eval::gray_png(&x.display.iter().map(|&v| f32::from(v) / 255.0).collect::<Vec<_>>(), w, h, 0.0, 1.0)),
                 "heatmap": uri(x.heatmap_png()),
             },
         }))
