@@ -23,7 +23,7 @@
 
 #![warn(missing_docs)]
 
-mod alloc;
+pub mod alloc;
 pub mod augment;
 pub mod bench;
 pub mod budget;
