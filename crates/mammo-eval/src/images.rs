@@ -302,27 +302,54 @@ pub fn spread(mut v: Vec<f32>, w: usize, h: usize, radius: usize) -> Vec<f32> {
     if radius == 0 {
         return v;
     }
-    for filter in [max_filter_line as LineFilter, box_blur_line] {
-        // Rows, then columns; each line on its own, so in parallel.
-        v.par_chunks_exact_mut(w).for_each_init(Vec::new, |scratch, row| filter(row, radius, scratch));
-        filter_columns(&mut v, w, h, radius, filter);
-    }
+    // Rows, then columns, for each filter; a row on its own and a strip of columns on its own, so in
+    // parallel.
+    v.par_chunks_exact_mut(w).for_each_init(Vec::new, |scratch, row| max_filter_line(row, radius, scratch));
+    for_column_strips(&mut v, w, h, |rows| max_filter_columns(rows, radius));
+    v.par_chunks_exact_mut(w).for_each_init(Vec::new, |scratch, row| box_blur_line(row, radius, scratch));
+    for_column_strips(&mut v, w, h, |rows| box_blur_columns(rows, radius));
     v
 }
 
-/// A filter of one line in place, with a scratch buffer it may reuse.
-type LineFilter = fn(&mut [f32], usize, &mut Vec<f32>);
+/// Columns per strip of the column passes: a strip's row segments are 256 bytes, and the few rows of
+/// them a pass keeps at a time stay in the cache.
+const STRIP: usize = 64;
 
-/// Runs `filter` down every column of the row-major `v` (`w × h`), in parallel over strips of columns:
-/// each strip is copied into a column-major scratch, filtered column by column and copied back. The
-/// same arithmetic as filtering the rows of a transposed copy, without the two full-size copies per pass
-/// (on a 12-megapixel overlay, 48 MB each, and as many fresh pages to fault in).
-fn filter_columns(v: &mut [f32], w: usize, h: usize, r: usize, filter: LineFilter) {
-    /// Columns per task: a strip's scratch (16 x h floats) stays in the cache.
-    const STRIP: usize = 16;
+/// A strip of columns of a row-major image: row `y` of the strip is `n` floats at `base + y * w`.
+/// Strips are disjoint, so several may be worked on at once.
+struct ColumnStrip {
+    base: *mut f32,
+    w: usize,
+    h: usize,
+    n: usize,
+}
+
+impl ColumnStrip {
+    /// Row `y` of the strip, to read.
+    fn row(&self, y: usize) -> &[f32] {
+        assert!(y < self.h);
+        // SAFETY: in bounds (`for_column_strips` made the strip inside the image, and y < h); only the
+        // task holding this strip touches these columns, and no pass holds a row it is writing.
+        unsafe { std::slice::from_raw_parts(self.base.add(y * self.w), self.n) }
+    }
+
+    /// Row `y` of the strip, to write: the passes below hold no other slice of it meanwhile.
+    #[allow(clippy::mut_from_ref)]
+    fn row_mut(&self, y: usize) -> &mut [f32] {
+        assert!(y < self.h);
+        // SAFETY: as for `row`, and the caller holds no other slice of row y.
+        unsafe { std::slice::from_raw_parts_mut(self.base.add(y * self.w), self.n) }
+    }
+}
+
+/// Runs `pass` on every strip of [`STRIP`] columns of the row-major `v` (`w × h`), strips in parallel.
+/// A column pass works on whole rows of its strip, so it vectorises across the columns instead of
+/// copying each column out (the copies in and out of a column-major scratch were the most expensive part
+/// of a 12-megapixel overlay's spread).
+fn for_column_strips(v: &mut [f32], w: usize, h: usize, pass: impl Fn(&ColumnStrip) + Sync) {
     /// `v`'s base pointer, shared by the strips' tasks.
     struct Base(*mut f32);
-    // SAFETY: the tasks below touch disjoint columns (see there), and `v` outlives them.
+    // SAFETY: the tasks below touch disjoint columns (see `ColumnStrip`), and `v` outlives them.
     unsafe impl Sync for Base {}
     impl Base {
         fn get(&self) -> *mut f32 {
@@ -331,30 +358,90 @@ fn filter_columns(v: &mut [f32], w: usize, h: usize, r: usize, filter: LineFilte
     }
     assert_eq!(v.len(), w * h);
     let base = Base(v.as_mut_ptr());
-    (0..w.div_ceil(STRIP)).into_par_iter().for_each_init(
-        || (Vec::new(), Vec::new()),
-        |(cols, scratch): &mut (Vec<f32>, Vec<f32>), strip| {
-            let x0 = strip * STRIP;
-            let n = STRIP.min(w - x0);
-            cols.resize(n * h, 0.0);
-            for y in 0..h {
-                // SAFETY: in bounds (x0 + n <= w, y < h), and only this task touches columns
-                // x0..x0 + n of any row; the other strips' slices never overlap this one.
-                let row = unsafe { std::slice::from_raw_parts(base.get().add(y * w + x0), n) };
-                for (i, &x) in row.iter().enumerate() {
-                    cols[i * h + y] = x;
-                }
+    (0..w.div_ceil(STRIP)).into_par_iter().for_each(|strip| {
+        let x0 = strip * STRIP;
+        // SAFETY: x0 < w, so the offset is inside `v`.
+        let strip = ColumnStrip { base: unsafe { base.get().add(x0) }, w, h, n: STRIP.min(w - x0) };
+        pass(&strip);
+    });
+}
+
+/// [`max_filter_line`] down every column of a strip, with the same blocks, prefix and suffix maxima and
+/// operand order, a row of the strip at a time: two blocks of `2 r + 1` rows of each are kept. Outputs
+/// are written in place once nothing later reads their rows (the next block starts `r + 2` rows past the
+/// last row written).
+fn max_filter_columns(s: &ColumnStrip, r: usize) {
+    let (h, n) = (s.h, s.n);
+    let g = 2 * r + 1;
+    let padded = h + 2 * r;
+    let outside = vec![f32::NEG_INFINITY; n];
+    // Padded row p is image row p - r, or -inf outside the image.
+    let block = |b: usize, pre: &mut Vec<f32>, suf: &mut Vec<f32>| {
+        let end = (b + g).min(padded);
+        pre.resize(g * n, 0.0);
+        suf.resize(g * n, 0.0);
+        let x = |p: usize| -> &[f32] { if p >= r && p < h + r { s.row(p - r) } else { &outside } };
+        pre[..n].copy_from_slice(x(b));
+        for i in 1..end - b {
+            let (done, rest) = pre.split_at_mut(i * n);
+            for ((o, &p), &x) in rest[..n].iter_mut().zip(&done[(i - 1) * n..]).zip(x(b + i)) {
+                *o = p.max(x);
             }
-            cols.chunks_exact_mut(h).for_each(|col| filter(col, r, scratch));
-            for y in 0..h {
-                // SAFETY: as above.
-                let row = unsafe { std::slice::from_raw_parts_mut(base.get().add(y * w + x0), n) };
-                for (i, out) in row.iter_mut().enumerate() {
-                    *out = cols[i * h + y];
-                }
+        }
+        let last = end - b - 1;
+        suf[last * n..(last + 1) * n].copy_from_slice(x(b + last));
+        for i in (0..last).rev() {
+            let (head, tail) = suf.split_at_mut((i + 1) * n);
+            for ((o, &q), &x) in head[i * n..].iter_mut().zip(&tail[..n]).zip(x(b + i)) {
+                *o = q.max(x);
             }
-        },
-    );
+        }
+    };
+    let (mut pre, mut suf, mut pre_next, mut suf_next) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    block(0, &mut pre, &mut suf);
+    for b in (0..h).step_by(g) {
+        // Outputs b..b + g read this block's suffixes and the prefixes 2r further on: this block's for
+        // i = b, the next block's for the others.
+        if b + g < padded {
+            block(b + g, &mut pre_next, &mut suf_next);
+        }
+        for i in b..(b + g).min(h) {
+            let p = i + 2 * r;
+            let prefix = if p < b + g { &pre[(p - b) * n..][..n] } else { &pre_next[(p - b - g) * n..][..n] };
+            for ((o, &q), &m) in s.row_mut(i).iter_mut().zip(&suf[(i - b) * n..][..n]).zip(prefix) {
+                *o = q.max(m);
+            }
+        }
+        std::mem::swap(&mut pre, &mut pre_next);
+        std::mem::swap(&mut suf, &mut suf_next);
+    }
+}
+
+/// [`box_blur_line`] down every column of a strip: the same running sums in f64, in the same order, a
+/// row of the strip at a time. The last `r + 1` original rows are kept, since their outputs overwrite
+/// them before the sums let go of them.
+fn box_blur_columns(s: &ColumnStrip, r: usize) {
+    let (h, n) = (s.h, s.n);
+    // -0.0, as `Iterator::sum` of f64 starts.
+    let mut sum = vec![-0.0f64; n];
+    for y in 0..r.min(h) {
+        sum.iter_mut().zip(s.row(y).iter()).for_each(|(a, &x)| *a += f64::from(x));
+    }
+    let mut kept = vec![0f32; (r + 1) * n];
+    for i in 0..h {
+        if i + r < h {
+            sum.iter_mut().zip(s.row(i + r).iter()).for_each(|(a, &x)| *a += f64::from(x));
+        }
+        // Row i - r - 1 and row i share a slot: the first leaves the sums before the second is kept.
+        let slot = &mut kept[(i % (r + 1)) * n..][..n];
+        if i > r {
+            sum.iter_mut().zip(slot.iter()).for_each(|(a, &x)| *a -= f64::from(x));
+        }
+        let count = ((i + r).min(h - 1) + 1 - i.saturating_sub(r)) as f64;
+        let row = s.row_mut(i);
+        slot.copy_from_slice(row);
+        row.iter_mut().zip(&sum).for_each(|(o, &a)| *o = (a / count) as f32);
+    }
 }
 
 /// The maximum over `[i - r, i + r]` (clipped to the line) for each `i`, in place, in O(n) whatever
@@ -498,16 +585,28 @@ mod tests {
 
     #[test]
     fn columns_are_filtered_as_the_rows_of_the_transpose() {
-        for (w, h) in [(1, 1), (3, 70), (70, 3), (33, 65), (16, 9), (17, 9)] {
-            let v: Vec<f32> = (0..w * h).map(|i| ((i * 37) % 101) as f32 / 7.0).collect();
-            for filter in [max_filter_line as LineFilter, box_blur_line] {
-                let mut got = v.clone();
-                filter_columns(&mut got, w, h, 3, filter);
-                for x in 0..w {
-                    let mut col: Vec<f32> = (0..h).map(|y| v[y * w + x]).collect();
-                    filter(&mut col, 3, &mut Vec::new());
-                    for y in 0..h {
-                        assert_eq!(got[y * w + x].to_bits(), col[y].to_bits(), "{w} x {h}, column {x}, row {y}");
+        type LineFilter = fn(&mut [f32], usize, &mut Vec<f32>);
+        type ColumnPass = fn(&ColumnStrip, usize);
+        let passes =
+            [(max_filter_line as LineFilter, max_filter_columns as ColumnPass), (box_blur_line, box_blur_columns)];
+        // Images narrower and wider than a strip, shorter than a window and than a block, and a ragged
+        // last block.
+        for (w, h) in [(1, 1), (3, 70), (70, 3), (33, 65), (16, 9), (17, 9), (130, 23), (65, 8)] {
+            let v: Vec<f32> = (0..w * h).map(|i| ((i * 37) % 101) as f32 / 7.0 - 3.0).collect();
+            for r in [1, 3, 4, 11] {
+                for (line, column) in passes {
+                    let mut got = v.clone();
+                    for_column_strips(&mut got, w, h, |strip| column(strip, r));
+                    for x in 0..w {
+                        let mut col: Vec<f32> = (0..h).map(|y| v[y * w + x]).collect();
+                        line(&mut col, r, &mut Vec::new());
+                        for y in 0..h {
+                            assert_eq!(
+                                got[y * w + x].to_bits(),
+                                col[y].to_bits(),
+                                "{w} x {h}, r {r}, column {x}, row {y}"
+                            );
+                        }
                     }
                 }
             }
