@@ -18,6 +18,7 @@ pub fn image(
     device: &str,
 ) -> Result<ExplainResult> {
     check_stride(stride)?;
+    mammo_nn::alloc::keep_freed_buffers();
     let (dev, _) = mammo_nn::select_device(device, 0)?;
     let models = Models::load_on(run, &dev)?;
     image_with(&models, image, &image.display().to_string(), out, spacing, stride)
@@ -128,6 +129,7 @@ pub fn run_many(args: &ManyRequest, on_image: &mut dyn FnMut(Explained<'_>)) -> 
         .filter(|(position, _)| args.shard.is_none_or(|s| s.holds_position(*position)))
         .map(|(_, pair)| pair)
         .collect();
+    mammo_nn::alloc::keep_freed_buffers();
     let (dev, _) = mammo_nn::select_device(&args.device, 0)?;
     let models = Models::load_on(&args.run, &dev)?;
 

@@ -8,13 +8,15 @@
 //! drives it (`exc_page_fault`, `clear_page_erms`, `unmap_page_range`), and setting the two thresholds
 //! made the step 0.6-0.75x as long (`bench/RESULTS.md`). Freed memory is kept for the next tensor instead.
 //!
-//! The training loops and `evaluate` ask for it: a step's buffers are the same every step, and an
-//! evaluation's model calls on equal batches of tiles and patches likewise (standalone `evaluate` of a
-//! quickstart 67 -> 58 s, peak unchanged). `explain` and `serve` leave glibc's defaults: there the kept
-//! blocks of a 12-megapixel image's varied full-size buffers raised `explain`'s peak by 65-75 MiB for
-//! a gain within this machine's noise, and the server's memory budget matters more. Once set, the
-//! thresholds stay for the process: a quickstart's whole-image evaluation, after its training, runs with
-//! them (its peak 605 MiB, 584 before).
+//! The training loops, `evaluate` and the `explain` command ask for it: a step's buffers are the same
+//! every step, and the model calls on equal batches of tiles and patches likewise (standalone `evaluate`
+//! of a quickstart 67 -> 57 s; `explain` of a 12-megapixel image about 15 % less wall time, of a
+//! 1-megapixel one 10 %, its page faults' system time a third). The cost is peak memory: the freed
+//! full-size buffers of a 12-megapixel image stay in the heap (`explain`'s peak 225 -> 281 MiB, still
+//! below the 298 MiB it had before its display image was kept as bytes). `serve` and the lab leave
+//! glibc's defaults: a server's memory budget matters more than a tenth of a second. Once set, the
+//! thresholds stay for the process: a quickstart's whole-image evaluation, after its training, runs
+//! with them (its peak 605 MiB, 584 before).
 
 /// Raises glibc's `mmap` threshold to 32 MiB and its trim threshold to 256 MiB, once per process.
 /// Elsewhere (other C libraries, other systems) it does nothing.
