@@ -16,13 +16,19 @@ pub(super) fn leaky_relu(x: FlexTensor, slope: f32) -> FlexTensor {
     let y = par_build(xs.len(), |start, out| {
         let (xs, slope) = (&xs[start..start + out.len()], slope);
         for (o, &v) in out.iter_mut().zip(xs) {
-            // Both sides computed, then a select: the loop vectorises (a branch kept it scalar).
-            // `+ 0.0` turns the -0 of a negative input times slope 0 into +0, as burn's relu gives.
-            let scaled = v * slope + 0.0;
-            o.write(if v > 0.0 { v } else { scaled });
+            o.write(leaky(v, slope));
         }
     });
     FlexTensor::new(burn::tensor::Bytes::from_elems(y), Layout::contiguous(shape), DType::F32)
+}
+
+/// `v` where `v > 0`, else `slope * v`: one element of [`leaky_relu`] (and of the fused group norm).
+#[inline(always)]
+pub(super) fn leaky(v: f32, slope: f32) -> f32 {
+    // Both sides computed, then a select: the loop vectorises (a branch kept it scalar). `+ 0.0` turns
+    // the -0 of a negative input times slope 0 into +0, as burn's relu gives.
+    let scaled = v * slope + 0.0;
+    if v > 0.0 { v } else { scaled }
 }
 
 /// `dy` where `x > 0`, else `slope * dy`.

@@ -10,6 +10,19 @@ use super::{contiguous, f32s, tensor};
 
 /// `(x - mean) / sqrt(var + eps) * gamma + beta` per (sample, group).
 pub(super) fn forward(x: FlexTensor, gamma: FlexTensor, beta: FlexTensor, groups: usize, eps: f32) -> FlexTensor {
+    forward_act(x, gamma, beta, groups, eps, None)
+}
+
+/// [`forward`], then with `Some(slope)` the (leaky) ReLU of `elementwise.rs` on each output as it is
+/// written: the same bits as the two kernels one after the other, without a second pass and buffer.
+pub(super) fn forward_act(
+    x: FlexTensor,
+    gamma: FlexTensor,
+    beta: FlexTensor,
+    groups: usize,
+    eps: f32,
+    slope: Option<f32>,
+) -> FlexTensor {
     let shape = x.shape();
     let norm = GroupGeometry::new(&shape, groups);
     let (x, gamma, beta) = (contiguous(x), contiguous(gamma), contiguous(beta));
@@ -20,7 +33,13 @@ pub(super) fn forward(x: FlexTensor, gamma: FlexTensor, beta: FlexTensor, groups
         let first = (i % groups) * norm.channels;
         for (j, (y, x)) in y.chunks_mut(norm.plane).zip(x.chunks(norm.plane)).enumerate() {
             let (scale, shift) = (rstd * gs[first + j], bs[first + j]);
-            y.iter_mut().zip(x).for_each(|(y, &x)| *y = (x - mean) * scale + shift);
+            match slope {
+                None => y.iter_mut().zip(x).for_each(|(y, &x)| *y = (x - mean) * scale + shift),
+                Some(slope) => y.iter_mut().zip(x).for_each(|(y, &x)| {
+                    let v = (x - mean) * scale + shift;
+                    *y = super::elementwise::leaky(v, slope);
+                }),
+            }
         }
     });
     FlexTensor::new(burn::tensor::Bytes::from_elems(y), Layout::contiguous(shape), DType::F32)

@@ -107,6 +107,20 @@ pub trait Kernels: Backend {
         eps: f32,
     ) -> FloatTensor<Self>;
 
+    /// [`Kernels::group_norm`] then [`Kernels::leaky_relu_fused`] with `slope`. Flex does both in one
+    /// pass over the output (the same bits); every other backend, `Autodiff` included (whose two nodes
+    /// give the gradient), composes the two.
+    fn group_norm_act(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        groups: usize,
+        eps: f32,
+        slope: f32,
+    ) -> FloatTensor<Self> {
+        Self::leaky_relu_fused(Self::group_norm(x, gamma, beta, groups, eps), slope)
+    }
+
     /// The gradients of [`Kernels::group_norm`] with respect to `x`, `gamma` and `beta`.
     fn group_norm_grad(
         x: FloatTensor<Self>,
@@ -208,6 +222,22 @@ pub fn group_norm(x: &Tensor<4>, gamma: &Tensor<1>, beta: &Tensor<1>, groups: us
     }
     let (x, gamma, beta) = (x.clone().into_dispatch(), gamma.clone().into_dispatch(), beta.clone().into_dispatch());
     Some(Tensor::from_dispatch(<Dispatch as Kernels>::group_norm(x, gamma, beta, groups, eps)))
+}
+
+/// [`Kernels::group_norm_act`] on flex float32 tensors; `None` elsewhere, for the caller to compose.
+pub fn group_norm_act(
+    x: &Tensor<4>,
+    gamma: &Tensor<1>,
+    beta: &Tensor<1>,
+    groups: usize,
+    eps: f32,
+    slope: f32,
+) -> Option<Tensor<4>> {
+    if !on_flex(&x.device()) || x.dtype() != DType::F32 {
+        return None;
+    }
+    let (x, gamma, beta) = (x.clone().into_dispatch(), gamma.clone().into_dispatch(), beta.clone().into_dispatch());
+    Some(Tensor::from_dispatch(<Dispatch as Kernels>::group_norm_act(x, gamma, beta, groups, eps, slope)))
 }
 
 fn on_flex(device: &Device) -> bool {
@@ -413,6 +443,18 @@ impl Kernels for Flex {
     fn group_norm(x: FlexTensor, gamma: FlexTensor, beta: FlexTensor, groups: usize, eps: f32) -> FlexTensor {
         assert!(all_f32(&[&x, &gamma, &beta]), "group_norm: float32 only (other dtypes take burn's operations)");
         group_norm::forward(x, gamma, beta, groups, eps)
+    }
+
+    fn group_norm_act(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        groups: usize,
+        eps: f32,
+        slope: f32,
+    ) -> FlexTensor {
+        assert!(all_f32(&[&x, &gamma, &beta]), "group_norm_act: float32 only (other dtypes take burn's operations)");
+        group_norm::forward_act(x, gamma, beta, groups, eps, Some(slope))
     }
 
     fn group_norm_grad(

@@ -109,6 +109,37 @@ fn group_norm_matches_composed_ops() {
     }
 }
 
+/// The fused group norm and (leaky) ReLU: bit for bit the two kernels one after the other, on plain flex
+/// (the fused kernel) and on autodiff (the two nodes), with the same gradients.
+#[test]
+fn group_norm_act_is_group_norm_then_leaky_relu() {
+    let bits =
+        |t: Tensor<4>| t.into_data().try_to_vec::<f32>().unwrap().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    for device in [Device::flex(), Device::flex().autodiff()] {
+        for (shape, groups, slope) in [([2, 8, 5, 6], 4, 0.0), ([3, 6, 4, 4], 2, 0.2), ([2, 4, 3, 3], 1, 0.2)] {
+            let x = random(shape, 21, &device).mul_scalar(3.0).add_scalar(0.5);
+            let gamma = random([shape[1]], 22, &device).add_scalar(1.0);
+            let beta = random([shape[1]], 23, &device);
+            let fused = group_norm_act(&x, &gamma, &beta, groups, 1e-5, slope).unwrap();
+            let apart = leaky_relu(group_norm(&x, &gamma, &beta, groups, 1e-5).unwrap(), slope);
+            assert_eq!(bits(fused), bits(apart), "{shape:?}, {groups} groups, slope {slope}");
+        }
+    }
+    let device = Device::flex().autodiff();
+    let x = random([2, 8, 5, 6], 24, &device).require_grad();
+    let gamma = random([8], 25, &device).add_scalar(1.0).require_grad();
+    let beta = random([8], 26, &device).require_grad();
+    let r = random([2, 8, 5, 6], 27, &device);
+    let grads = |y: Tensor<4>| {
+        let g = (y * r.clone()).sum().backward();
+        (x.grad(&g).unwrap(), gamma.grad(&g).unwrap().reshape([1, 1, 1, 8]))
+    };
+    let (dx1, dg1) = grads(group_norm_act(&x, &gamma, &beta, 4, 1e-5, 0.2).unwrap());
+    let (dx2, dg2) = grads(leaky_relu(group_norm(&x, &gamma, &beta, 4, 1e-5).unwrap(), 0.2));
+    assert_eq!(bits(dx1), bits(dx2));
+    assert_eq!(bits(dg1), bits(dg2));
+}
+
 /// Average pooling and its gradient against burn's `avg_pool2d` (padding not counted), bit for bit, for the two
 /// poolings the models use and odd sizes where windows run off the edge or a row is left over.
 #[test]

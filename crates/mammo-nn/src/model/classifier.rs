@@ -41,7 +41,7 @@ impl ResBlock {
             Some(s) => s.forward(x.clone()),
             None => x.clone(),
         };
-        let h = relu(self.norm1.forward(self.conv1.forward(x)));
+        let h = self.norm1.forward_act(self.conv1.forward(x), 0.0);
         let h = self.norm2.forward(self.conv2.forward(h));
         relu(h + skip)
     }

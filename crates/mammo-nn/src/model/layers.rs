@@ -137,6 +137,15 @@ impl GroupNorm {
         let normed = (centred / var.add_scalar(GROUP_NORM_EPS as f64).sqrt()).reshape([n, c, h, w]);
         normed * self.gamma.val().reshape([1, c, 1, 1]) + self.beta.val().reshape([1, c, 1, 1])
     }
+
+    /// [`GroupNorm::forward`] then the leaky ReLU with `slope` (0: the ReLU); on flex one kernel.
+    pub fn forward_act(&self, x: Tensor<4>, slope: f32) -> Tensor<4> {
+        let (gamma, beta) = (self.gamma.val(), self.beta.val());
+        match crate::kernels::group_norm_act(&x, &gamma, &beta, self.groups, GROUP_NORM_EPS, slope) {
+            Some(y) => y,
+            None => leaky_relu(self.forward(x), slope),
+        }
+    }
 }
 
 /// Added to the variance of [`GroupNorm`].
@@ -162,7 +171,7 @@ impl ConvNormAct {
 
     /// Applies the unit.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        leaky_relu(self.norm.forward(self.conv.forward(x)), 0.2)
+        self.norm.forward_act(self.conv.forward(x), 0.2)
     }
 }
 
