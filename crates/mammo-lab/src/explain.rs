@@ -86,12 +86,13 @@ impl Explainer {
             x.overlay_of(map, max)
         });
         let uri = |png: Vec<u8>| mammo_eval::png_data_uri(&png);
+        let raw: Vec<f32> = x.display.iter().map(|&v| f32::from(v) / 255.0).collect();
         Ok(json!({
             "result": r,
             "layers": {
                 "map": uri(x.overlay_png()),
                 "saliency": saliency.map(uri),
-                "raw": uri(mammo_eval::gray_png(&x.display.iter().map(|&v| f32::from(v) / 255.0).collect::<Vec<_>>(), w, h, 0.0, 1.0)),
+                "raw": uri(mammo_eval::gray_png(&raw, w, h, 0.0, 1.0)),
                 "heatmap": uri(x.heatmap_png()),
             },
         }))

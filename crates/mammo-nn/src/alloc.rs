@@ -10,10 +10,10 @@
 //!
 //! The training loops, `evaluate` and the `explain` command ask for it: a step's buffers are the same
 //! every step, and the model calls on equal batches of tiles and patches likewise (standalone `evaluate`
-//! of a quickstart 67 -> 57 s; `explain` of a 12-megapixel image about 15 % less wall time, of a
+//! of a quickstart 79 -> 66 s; `explain` of a 12-megapixel image about 15 % less wall time, of a
 //! 1-megapixel one 10 %, its page faults' system time a third). The cost is peak memory: the freed
-//! full-size buffers of a 12-megapixel image stay in the heap (`explain`'s peak 225 -> 281 MiB, still
-//! below the 298 MiB it had before its display image was kept as bytes). `serve` and the lab leave
+//! full-size buffers of a 12-megapixel image stay in the heap (`explain`'s peak 204 -> 275 MiB, still
+//! below the 295 MiB it had before its display image was kept as bytes). `serve` and the lab leave
 //! glibc's defaults: a server's memory budget matters more than a tenth of a second. Once set, the
 //! thresholds stay for the process: a quickstart's whole-image evaluation, after its training, runs
 //! with them (its peak 605 MiB, 584 before).

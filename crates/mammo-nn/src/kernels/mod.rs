@@ -26,7 +26,8 @@
 //!
 //! Group norm: composed of burn's operations it is ten passes forward (reshape, mean, subtract,
 //! square, mean, add, sqrt, divide, scale, shift) and as many backward, each a fresh tensor. Here it is
-//! one pass forward and two backward per (sample, group), sums in f64.
+//! one pass forward and two backward per (sample, group), sums in f64; where nothing is differentiated
+//! (scoring, maps, validation) the (leaky) ReLU after it is applied in the same pass.
 //!
 //! Average pooling (the high-pass input's 3x3 local mean, the U-Net's downsampling) and its gradient:
 //! burn-flex pools through its 3-D pooling; here it is one pass per plane each way (`pool.rs`).
