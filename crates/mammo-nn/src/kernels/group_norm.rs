@@ -10,15 +10,18 @@ use super::{contiguous, f32s, tensor};
 
 /// `(x - mean) / sqrt(var + eps) * gamma + beta` per (sample, group).
 pub(super) fn forward(x: FlexTensor, gamma: FlexTensor, beta: FlexTensor, groups: usize, eps: f32) -> FlexTensor {
-    forward_act(x, gamma, beta, groups, eps, None)
+    forward_act(x, gamma, beta, None, groups, eps, None)
 }
 
-/// [`forward`], then with `Some(slope)` the (leaky) ReLU of `elementwise.rs` on each output as it is
-/// written: the same bits as the two kernels one after the other, without a second pass and buffer.
+/// [`forward`], then with `skip` added (a residual of the same shape), then with `Some(slope)` the
+/// (leaky) ReLU of `elementwise.rs`, each output as it is written: the same bits as the kernels one
+/// after the other (an f32 addition is the same operation wherever it runs), without their passes and
+/// buffers.
 pub(super) fn forward_act(
     x: FlexTensor,
     gamma: FlexTensor,
     beta: FlexTensor,
+    skip: Option<FlexTensor>,
     groups: usize,
     eps: f32,
     slope: Option<f32>,
@@ -26,18 +29,31 @@ pub(super) fn forward_act(
     let shape = x.shape();
     let norm = GroupGeometry::new(&shape, groups);
     let (x, gamma, beta) = (contiguous(x), contiguous(gamma), contiguous(beta));
+    let skip = skip.map(|s| {
+        assert_eq!(s.shape(), shape, "group_norm: the residual's shape");
+        contiguous(s)
+    });
     let (gs, bs) = (f32s(&gamma), f32s(&beta));
+    // Without a residual, the group's own input stands in (and is not read).
+    let skips = skip.as_ref().map_or(f32s(&x), f32s);
     let mut y = vec![0f32; shape.num_elements()];
-    y.par_chunks_mut(norm.len()).zip(f32s(&x).par_chunks(norm.len())).enumerate().for_each(|(i, (y, x))| {
+    let groups_in = f32s(&x).par_chunks(norm.len()).zip(skips.par_chunks(norm.len()));
+    y.par_chunks_mut(norm.len()).zip(groups_in).enumerate().for_each(|(i, (y, (x, s)))| {
         let (mean, rstd) = norm.moments(x, eps);
         let first = (i % groups) * norm.channels;
-        for (j, (y, x)) in y.chunks_mut(norm.plane).zip(x.chunks(norm.plane)).enumerate() {
+        for (j, ((y, x), s)) in y.chunks_mut(norm.plane).zip(x.chunks(norm.plane)).zip(s.chunks(norm.plane)).enumerate()
+        {
             let (scale, shift) = (rstd * gs[first + j], bs[first + j]);
-            match slope {
-                None => y.iter_mut().zip(x).for_each(|(y, &x)| *y = (x - mean) * scale + shift),
-                Some(slope) => y.iter_mut().zip(x).for_each(|(y, &x)| {
-                    let v = (x - mean) * scale + shift;
-                    *y = super::elementwise::leaky(v, slope);
+            match (slope, skip.is_some()) {
+                (None, false) => y.iter_mut().zip(x).for_each(|(y, &x)| *y = (x - mean) * scale + shift),
+                (Some(slope), false) => y.iter_mut().zip(x).for_each(|(y, &x)| {
+                    *y = super::elementwise::leaky((x - mean) * scale + shift, slope);
+                }),
+                (None, true) => y.iter_mut().zip(x.iter().zip(s)).for_each(|(y, (&x, &s))| {
+                    *y = (x - mean) * scale + shift + s;
+                }),
+                (Some(slope), true) => y.iter_mut().zip(x.iter().zip(s)).for_each(|(y, (&x, &s))| {
+                    *y = super::elementwise::leaky((x - mean) * scale + shift + s, slope);
                 }),
             }
         }

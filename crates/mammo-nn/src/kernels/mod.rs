@@ -122,6 +122,22 @@ pub trait Kernels: Backend {
         Self::leaky_relu_fused(Self::group_norm(x, gamma, beta, groups, eps), slope)
     }
 
+    /// [`Kernels::group_norm`], plus `skip` (same shape), then [`Kernels::leaky_relu_fused`] with
+    /// `slope`: a residual block's end. As [`Kernels::group_norm_act`], one pass on flex, composed
+    /// elsewhere.
+    fn group_norm_add_act(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        skip: FloatTensor<Self>,
+        groups: usize,
+        eps: f32,
+        slope: f32,
+    ) -> FloatTensor<Self> {
+        let sum = Self::float_add(Self::group_norm(x, gamma, beta, groups, eps), skip);
+        Self::leaky_relu_fused(sum, slope)
+    }
+
     /// The gradients of [`Kernels::group_norm`] with respect to `x`, `gamma` and `beta`.
     fn group_norm_grad(
         x: FloatTensor<Self>,
@@ -239,6 +255,24 @@ pub fn group_norm_act(
     }
     let (x, gamma, beta) = (x.clone().into_dispatch(), gamma.clone().into_dispatch(), beta.clone().into_dispatch());
     Some(Tensor::from_dispatch(<Dispatch as Kernels>::group_norm_act(x, gamma, beta, groups, eps, slope)))
+}
+
+/// [`Kernels::group_norm_add_act`] on flex float32 tensors; `None` elsewhere, for the caller to compose.
+pub fn group_norm_add_act(
+    x: &Tensor<4>,
+    gamma: &Tensor<1>,
+    beta: &Tensor<1>,
+    skip: &Tensor<4>,
+    groups: usize,
+    eps: f32,
+    slope: f32,
+) -> Option<Tensor<4>> {
+    if !on_flex(&x.device()) || x.dtype() != DType::F32 || skip.dtype() != DType::F32 || skip.dims() != x.dims() {
+        return None;
+    }
+    let (x, gamma, beta) = (x.clone().into_dispatch(), gamma.clone().into_dispatch(), beta.clone().into_dispatch());
+    let skip = skip.clone().into_dispatch();
+    Some(Tensor::from_dispatch(<Dispatch as Kernels>::group_norm_add_act(x, gamma, beta, skip, groups, eps, slope)))
 }
 
 fn on_flex(device: &Device) -> bool {
@@ -455,7 +489,20 @@ impl Kernels for Flex {
         slope: f32,
     ) -> FlexTensor {
         assert!(all_f32(&[&x, &gamma, &beta]), "group_norm_act: float32 only (other dtypes take burn's operations)");
-        group_norm::forward_act(x, gamma, beta, groups, eps, Some(slope))
+        group_norm::forward_act(x, gamma, beta, None, groups, eps, Some(slope))
+    }
+
+    fn group_norm_add_act(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        skip: FlexTensor,
+        groups: usize,
+        eps: f32,
+        slope: f32,
+    ) -> FlexTensor {
+        assert!(all_f32(&[&x, &gamma, &beta, &skip]), "group_norm_add_act: float32 only");
+        group_norm::forward_act(x, gamma, beta, Some(skip), groups, eps, Some(slope))
     }
 
     fn group_norm_grad(

@@ -109,8 +109,9 @@ fn group_norm_matches_composed_ops() {
     }
 }
 
-/// The fused group norm and (leaky) ReLU: bit for bit the two kernels one after the other, on plain flex
-/// (the fused kernel) and on autodiff (the two nodes), with the same gradients.
+/// The fused group norm and (leaky) ReLU, with and without a residual added between them: bit for bit
+/// the kernels one after the other, on plain flex (the fused kernel) and on autodiff (the nodes), with the
+/// same gradients.
 #[test]
 fn group_norm_act_is_group_norm_then_leaky_relu() {
     let bits =
@@ -123,6 +124,10 @@ fn group_norm_act_is_group_norm_then_leaky_relu() {
             let fused = group_norm_act(&x, &gamma, &beta, groups, 1e-5, slope).unwrap();
             let apart = leaky_relu(group_norm(&x, &gamma, &beta, groups, 1e-5).unwrap(), slope);
             assert_eq!(bits(fused), bits(apart), "{shape:?}, {groups} groups, slope {slope}");
+            let skip = random(shape, 28, &device);
+            let fused = group_norm_add_act(&x, &gamma, &beta, &skip, groups, 1e-5, slope).unwrap();
+            let apart = leaky_relu(group_norm(&x, &gamma, &beta, groups, 1e-5).unwrap() + skip, slope);
+            assert_eq!(bits(fused), bits(apart), "with a residual: {shape:?}, {groups} groups, slope {slope}");
         }
     }
     let device = Device::flex().autodiff();
@@ -136,6 +141,11 @@ fn group_norm_act_is_group_norm_then_leaky_relu() {
     };
     let (dx1, dg1) = grads(group_norm_act(&x, &gamma, &beta, 4, 1e-5, 0.2).unwrap());
     let (dx2, dg2) = grads(leaky_relu(group_norm(&x, &gamma, &beta, 4, 1e-5).unwrap(), 0.2));
+    assert_eq!(bits(dx1), bits(dx2));
+    assert_eq!(bits(dg1), bits(dg2));
+    let skip = random([2, 8, 5, 6], 29, &device);
+    let (dx1, dg1) = grads(group_norm_add_act(&x, &gamma, &beta, &skip, 4, 1e-5, 0.0).unwrap());
+    let (dx2, dg2) = grads(relu(group_norm(&x, &gamma, &beta, 4, 1e-5).unwrap() + skip));
     assert_eq!(bits(dx1), bits(dx2));
     assert_eq!(bits(dg1), bits(dg2));
 }

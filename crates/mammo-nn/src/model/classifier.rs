@@ -2,7 +2,6 @@
 //! (P(malignant) = sigmoid(logit)). It is also the scorer for explain and the source of the
 //! gradient-saliency baseline.
 
-use crate::kernels::relu;
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 
@@ -42,8 +41,7 @@ impl ResBlock {
             None => x.clone(),
         };
         let h = self.norm1.forward_act(self.conv1.forward(x), 0.0);
-        let h = self.norm2.forward(self.conv2.forward(h));
-        relu(h + skip)
+        self.norm2.forward_add_act(self.conv2.forward(h), skip, 0.0)
     }
 }
 

@@ -146,6 +146,16 @@ impl GroupNorm {
             None => leaky_relu(self.forward(x), slope),
         }
     }
+
+    /// [`GroupNorm::forward`], plus `skip`, then the leaky ReLU with `slope`: a residual block's end;
+    /// on flex one kernel.
+    pub fn forward_add_act(&self, x: Tensor<4>, skip: Tensor<4>, slope: f32) -> Tensor<4> {
+        let (gamma, beta) = (self.gamma.val(), self.beta.val());
+        match crate::kernels::group_norm_add_act(&x, &gamma, &beta, &skip, self.groups, GROUP_NORM_EPS, slope) {
+            Some(y) => y,
+            None => leaky_relu(self.forward(x) + skip, slope),
+        }
+    }
 }
 
 /// Added to the variance of [`GroupNorm`].
