@@ -259,8 +259,8 @@ pub(crate) fn edt(site: &[bool], w: usize, h: usize) -> Vec<f32> {
 
 /// The first pass of [`edt`]: the squared distance along each column to the nearest site in that column
 /// (`far` where the column has none). For a binary input this is two scans over the rows, down and up,
-/// instead of a lower envelope of parabolas per column read across the rows (a third of the phantom's
-/// distance-transform time, and cache-hostile). The squares are exact integers, the envelope's answer
+/// instead of a lower envelope of parabolas per column read across the rows (about half of the
+/// distance transform's time, and cache-hostile). The squares are exact integers, the envelope's answer
 /// wherever a site exists; a column without one only ever meets finite values in the row pass, where its
 /// `far` loses to them, so the transform's output is the same bits.
 fn column_distances(site: &[bool], w: usize, h: usize, far: f64) -> Vec<f64> {
