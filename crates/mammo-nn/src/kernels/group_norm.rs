@@ -36,28 +36,36 @@ pub(super) fn forward_act(
     let (gs, bs) = (f32s(&gamma), f32s(&beta));
     // Without a residual, the group's own input stands in (and is not read).
     let skips = skip.as_ref().map_or(f32s(&x), f32s);
-    let mut y = vec![0f32; shape.num_elements()];
+    // Every element is written below (the planes of the groups cover the tensor), so the buffer is not
+    // zero-filled first: with the kept-buffers allocator that fill was a memset of every output.
+    let n = shape.num_elements();
+    let mut y: Vec<f32> = Vec::with_capacity(n);
     let groups_in = f32s(&x).par_chunks(norm.len()).zip(skips.par_chunks(norm.len()));
-    y.par_chunks_mut(norm.len()).zip(groups_in).enumerate().for_each(|(i, (y, (x, s)))| {
+    y.spare_capacity_mut()[..n].par_chunks_mut(norm.len()).zip(groups_in).enumerate().for_each(|(i, (y, (x, s)))| {
         let (mean, rstd) = norm.moments(x, eps);
         let first = (i % groups) * norm.channels;
         for (j, ((y, x), s)) in y.chunks_mut(norm.plane).zip(x.chunks(norm.plane)).zip(s.chunks(norm.plane)).enumerate()
         {
             let (scale, shift) = (rstd * gs[first + j], bs[first + j]);
             match (slope, skip.is_some()) {
-                (None, false) => y.iter_mut().zip(x).for_each(|(y, &x)| *y = (x - mean) * scale + shift),
+                (None, false) => y.iter_mut().zip(x).for_each(|(y, &x)| {
+                    y.write((x - mean) * scale + shift);
+                }),
                 (Some(slope), false) => y.iter_mut().zip(x).for_each(|(y, &x)| {
-                    *y = super::elementwise::leaky((x - mean) * scale + shift, slope);
+                    y.write(super::elementwise::leaky((x - mean) * scale + shift, slope));
                 }),
                 (None, true) => y.iter_mut().zip(x.iter().zip(s)).for_each(|(y, (&x, &s))| {
-                    *y = (x - mean) * scale + shift + s;
+                    y.write((x - mean) * scale + shift + s);
                 }),
                 (Some(slope), true) => y.iter_mut().zip(x.iter().zip(s)).for_each(|(y, (&x, &s))| {
-                    *y = super::elementwise::leaky((x - mean) * scale + shift + s, slope);
+                    y.write(super::elementwise::leaky((x - mean) * scale + shift + s, slope));
                 }),
             }
         }
     });
+    // SAFETY: the loop above wrote all `n` elements (each group's planes, each plane's pixels), and `n`
+    // is within the capacity.
+    unsafe { y.set_len(n) };
     FlexTensor::new(burn::tensor::Bytes::from_elems(y), Layout::contiguous(shape), DType::F32)
 }
 
