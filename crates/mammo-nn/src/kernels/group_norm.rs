@@ -82,10 +82,13 @@ pub(super) fn grad(
     let norm = GroupGeometry::new(&shape, groups);
     let (x, gamma, dy) = (contiguous(x), contiguous(gamma), contiguous(dy));
     let gs = f32s(&gamma);
-    let mut dx = vec![0f32; shape.num_elements()];
+    // Written whole below, as the forward's output.
+    let n = shape.num_elements();
+    let mut dx: Vec<f32> = Vec::with_capacity(n);
     // Per (sample, channel): sum of dy * x_hat and of dy, reduced over samples in order below.
     let mut partial = vec![0f64; shape[0] * c * 2];
-    dx.par_chunks_mut(norm.len())
+    dx.spare_capacity_mut()[..n]
+        .par_chunks_mut(norm.len())
         .zip(f32s(&x).par_chunks(norm.len()).zip(f32s(&dy).par_chunks(norm.len())))
         .zip(partial.par_chunks_mut(norm.channels * 2))
         .enumerate()
@@ -110,10 +113,12 @@ pub(super) fn grad(
                 let gamma = gs[first + j];
                 for (dx, (&x, &dy)) in dx.iter_mut().zip(x.iter().zip(dy)) {
                     let xh = (x - mean) * rstd;
-                    *dx = rstd * (dy * gamma - mean_g - xh * mean_gx);
+                    dx.write(rstd * (dy * gamma - mean_g - xh * mean_gx));
                 }
             }
         });
+    // SAFETY: every element of every group's planes was written above, and `n` is within the capacity.
+    unsafe { dx.set_len(n) };
     let (mut dgamma, mut dbeta) = (vec![0f64; c], vec![0f64; c]);
     for sample in partial.chunks(c * 2) {
         for ch in 0..c {
