@@ -234,10 +234,7 @@ pub fn leaky_relu<const D: usize>(x: Tensor<D>, slope: f32) -> Tensor<D> {
 /// Group normalisation (see [`Kernels::group_norm`]) on flex float32 tensors; `None` elsewhere, for
 /// the caller to compose it from burn's operations.
 pub fn group_norm(x: &Tensor<4>, gamma: &Tensor<1>, beta: &Tensor<1>, groups: usize, eps: f32) -> Option<Tensor<4>> {
-    if !on_flex(&x.device()) || x.dtype() != DType::F32 {
-        return None;
-    }
-    let (x, gamma, beta) = (x.clone().into_dispatch(), gamma.clone().into_dispatch(), beta.clone().into_dispatch());
+    let (x, gamma, beta) = norm_inputs(x, gamma, beta)?;
     Some(Tensor::from_dispatch(<Dispatch as Kernels>::group_norm(x, gamma, beta, groups, eps)))
 }
 
@@ -250,14 +247,12 @@ pub fn group_norm_act(
     eps: f32,
     slope: f32,
 ) -> Option<Tensor<4>> {
-    if !on_flex(&x.device()) || x.dtype() != DType::F32 {
-        return None;
-    }
-    let (x, gamma, beta) = (x.clone().into_dispatch(), gamma.clone().into_dispatch(), beta.clone().into_dispatch());
+    let (x, gamma, beta) = norm_inputs(x, gamma, beta)?;
     Some(Tensor::from_dispatch(<Dispatch as Kernels>::group_norm_act(x, gamma, beta, groups, eps, slope)))
 }
 
-/// [`Kernels::group_norm_add_act`] on flex float32 tensors; `None` elsewhere, for the caller to compose.
+/// [`Kernels::group_norm_add_act`] on flex float32 tensors (`skip` float32 of `x`'s shape); `None`
+/// elsewhere, for the caller to compose.
 pub fn group_norm_add_act(
     x: &Tensor<4>,
     gamma: &Tensor<1>,
@@ -267,12 +262,25 @@ pub fn group_norm_add_act(
     eps: f32,
     slope: f32,
 ) -> Option<Tensor<4>> {
-    if !on_flex(&x.device()) || x.dtype() != DType::F32 || skip.dtype() != DType::F32 || skip.dims() != x.dims() {
+    if skip.dtype() != DType::F32 || skip.dims() != x.dims() {
         return None;
     }
-    let (x, gamma, beta) = (x.clone().into_dispatch(), gamma.clone().into_dispatch(), beta.clone().into_dispatch());
+    let (x, gamma, beta) = norm_inputs(x, gamma, beta)?;
     let skip = skip.clone().into_dispatch();
     Some(Tensor::from_dispatch(<Dispatch as Kernels>::group_norm_add_act(x, gamma, beta, skip, groups, eps, slope)))
+}
+
+/// The group norm's inputs as the extension takes them, when `x` is a flex float32 tensor (the only
+/// case its flex kernels serve); `None` otherwise.
+fn norm_inputs(
+    x: &Tensor<4>,
+    gamma: &Tensor<1>,
+    beta: &Tensor<1>,
+) -> Option<(FloatTensor<Dispatch>, FloatTensor<Dispatch>, FloatTensor<Dispatch>)> {
+    if !on_flex(&x.device()) || x.dtype() != DType::F32 {
+        return None;
+    }
+    Some((x.clone().into_dispatch(), gamma.clone().into_dispatch(), beta.clone().into_dispatch()))
 }
 
 fn on_flex(device: &Device) -> bool {
