@@ -51,11 +51,19 @@ fn classifier_counts(config: &TrainConfig, s: u64) -> (u64, u64) {
         let (c_in, c_out) = (c << b, c << (b + 1));
         let side = s >> (b + 1);
         params += 9 * c_in * c_out + 9 * c_out * c_out + 4 * c_out + c_in * c_out;
-        // conv1, norm1, relu, conv2, norm2, shortcut, sum, relu.
-        values += 8 * c_out * side * side;
+        // conv1, norm1, relu, conv2, norm2, shortcut, sum, relu; and the columns the strided conv1
+        // and shortcut (and conv2 on a narrow plane) keep for their weight gradients.
+        values += 8 * c_out * side * side + kept_columns(9 * c_in + c_in, side, 2) + kept_columns(9 * c_out, side, 1);
     }
     params += c << blocks;
     (params, values)
+}
+
+/// Values of the column matrices that convolutions with `rows` column rows in all (`c_in * k * k`
+/// summed over them) keep per patch for their weight gradients, at `side` x `side` outputs: at stride 2
+/// always, at stride 1 on planes narrower than 16 (where the product reads shifted views instead).
+fn kept_columns(rows: u64, side: u64, stride: u64) -> u64 {
+    if stride > 1 || side < 16 { rows * side * side } else { 0 }
 }
 
 /// The attribution generator's and critic's parameters and per-patch forward values.
@@ -71,10 +79,10 @@ fn attribution_counts(config: &TrainConfig, s: u64) -> (u64, u64) {
         // A double conv (two conv + norm + activation) on the way down, and on the way up a 1x1
         // reduction, the upsampled copy, the concatenation and another double conv.
         params += 9 * c_in * c_out + 9 * c_out * c_out + 4 * c_out;
-        values += 6 * c_out * side * side;
+        values += 6 * c_out * side * side + kept_columns(9 * c_in + 9 * c_out, side, 1);
         if l + 1 < a.gen_depth as u32 {
             params += (c_out * 2) * c_out + 9 * 2 * c_out * c_out + 9 * c_out * c_out + 6 * c_out;
-            values += (3 + 2 + 2 + 6) * c_out * side * side;
+            values += (3 + 2 + 2 + 6) * c_out * side * side + kept_columns(9 * 2 * c_out + 9 * c_out, side, 1);
         }
     }
     params += c + 1;
@@ -87,7 +95,7 @@ fn attribution_counts(config: &TrainConfig, s: u64) -> (u64, u64) {
         let mut v = 2 * k * s * s;
         for l in 0..a.critic_depth as u32 {
             p += 9 * (k << l) * (k << (l + 1));
-            v += 2 * (k << (l + 1)) * (s >> (l + 1)) * (s >> (l + 1));
+            v += 2 * (k << (l + 1)) * (s >> (l + 1)) * (s >> (l + 1)) + kept_columns(9 * (k << l), s >> (l + 1), 2);
         }
         (p + (k << a.critic_depth), v)
     };

@@ -118,6 +118,19 @@ fn auto(threads: usize, cpu: impl Fn() -> (Device, DeviceInfo)) -> (Device, Devi
     (device, info, format!("no CUDA ({cuda}); no wgpu GPU ({wgpu})"))
 }
 
+/// Runs `work` on a thread of rayon's global pool (inline when called from one) and returns its result.
+///
+/// The flex kernels are parallel iterators. Started from a thread outside the pool, each one hands its
+/// job to the pool through a futex wake-up and puts the caller to sleep until a worker wakes it again:
+/// a step of the classifier runs a few hundred of them, and at one thread the hand-overs (system
+/// calls, scheduler switches, the wake-up latency) were about a tenth of its time. Called from a worker,
+/// a parallel iterator starts on that worker at once and the other workers steal from it. Wrap whole
+/// units of tensor work (a training step, a batch of tiles), not code that waits on other threads:
+/// a worker blocked on a lock or a channel is one the pool cannot use.
+pub fn on_pool<R: Send>(work: impl FnOnce() -> R + Send) -> R {
+    rayon::scope(|_| work())
+}
+
 /// Builds rayon's global pool once; later calls keep the first pool. Returns the pool's size.
 fn init_thread_pool(threads: usize) -> usize {
     // An error only means a pool exists already (an earlier call, or another library): keep it.

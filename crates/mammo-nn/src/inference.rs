@@ -99,10 +99,11 @@ impl Models {
         Ok(patches.len() / s2)
     }
 
-    /// Runs `f` on chunks of at most [`CHUNK`] patches and concatenates the results.
-    fn chunked(&self, patches: &[f32], mut f: impl FnMut(&[f32], usize) -> Vec<f32>) -> Vec<f32> {
+    /// Runs `f` on chunks of at most [`CHUNK`] patches and concatenates the results, on one of the
+    /// pool's threads ([`crate::device::on_pool`]: the kernels start there without a hand-over each).
+    fn chunked(&self, patches: &[f32], mut f: impl FnMut(&[f32], usize) -> Vec<f32> + Send) -> Vec<f32> {
         let s2 = self.info.patch_size * self.info.patch_size;
-        patches.chunks(CHUNK * s2).flat_map(|c| f(c, c.len() / s2)).collect()
+        crate::device::on_pool(|| patches.chunks(CHUNK * s2).flat_map(|c| f(c, c.len() / s2)).collect())
     }
 
     /// P(malignant) of each of `n` patches (`n * S * S` values in [0, 1]): the sigmoid of the mean

@@ -21,7 +21,9 @@ fn per_step(rec: &Recorder) -> f64 {
 fn step_timings_at_default_sizes() {
     let data = synthetic(40, 64, 1);
     let mut config = TrainConfig::default();
-    config.set("train.steps", "8").unwrap();
+    // `MAMMO_NN_TIMING_STEPS` trains longer (a steadier mean when comparing two builds); default 8.
+    let steps = std::env::var("MAMMO_NN_TIMING_STEPS").unwrap_or_else(|_| "8".into());
+    config.set("train.steps", &steps).unwrap();
     config.set("train.checkpoint_every", "0").unwrap();
     config.set("train.image_every", "0").unwrap();
     let (device, info) = select_device("cpu", 0).unwrap();

@@ -1,6 +1,8 @@
 //! The flex convolution ("same" padding, square odd kernel, any stride) and its gradients on float32:
 //! one channels-first matrix product per sample (`matmul.rs`). See the module above for why.
 
+use std::mem::MaybeUninit;
+
 use burn::backend::TensorMetadata;
 use burn::backend::flex::FlexTensor;
 use burn::tensor::Shape;
@@ -11,6 +13,18 @@ use super::{contiguous, f32s, tensor};
 
 /// `x [n, c, h, w]`, `w [o, c, k, k]`, `b [o]` -> `[n, o, h', w']`.
 pub(super) fn forward(x: FlexTensor, w: FlexTensor, b: FlexTensor, stride: usize) -> FlexTensor {
+    forward_keeping(x, w, b, stride, false).0
+}
+
+/// [`forward`], and with `keep` the column matrix `[n, c*k*k, h'*w']` it built, if it built one (at
+/// stride 2 and on narrow planes), for [`w_grad`] to reuse instead of building it again.
+pub(super) fn forward_keeping(
+    x: FlexTensor,
+    w: FlexTensor,
+    b: FlexTensor,
+    stride: usize,
+    keep: bool,
+) -> (FlexTensor, Option<FlexTensor>) {
     #[cfg(test)]
     super::tests::FLEX_CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     let g = Geometry::new(&x.shape(), &w.shape(), stride);
@@ -20,18 +34,32 @@ pub(super) fn forward(x: FlexTensor, w: FlexTensor, b: FlexTensor, stride: usize
     // Where each row of the column matrix starts (im2col path), once for every sample.
     let rows = matmul::row_starts(ckk, hw);
     let mut out = vec![0f32; g.n * g.o * hw];
+    // y [o, HW'] = b + w [o, ckk] x cols [ckk, HW']
+    let wm = Strided { data: ws, rs: ckk, cs: 1 };
+    let sample = |i: usize| &xs[i * g.c * g.plane_in()..(i + 1) * g.c * g.plane_in()];
+    if keep && g.builds_columns() {
+        let len = ckk * hw;
+        let mut cols: Vec<f32> = Vec::with_capacity(g.n * len);
+        let spare = &mut cols.spare_capacity_mut()[..g.n * len];
+        out.par_chunks_mut(g.o * hw).zip(spare.par_chunks_mut(len)).enumerate().for_each(|(i, (y, c))| {
+            let c = g.im2col_into(sample(i), c);
+            matmul::nn(g.o, hw, ckk, wm, c, &rows, y, hw, Start::Row(bs));
+        });
+        // SAFETY: `im2col_into` wrote every element of every sample's part (it checks), and a panic
+        // in a task would have unwound past this line.
+        unsafe { cols.set_len(g.n * len) };
+        return (tensor(out, [g.n, g.o, g.h_out, g.w_out]), Some(tensor(cols, [g.n, ckk, hw])));
+    }
     out.par_chunks_mut(g.o * hw).enumerate().for_each(|(i, y)| {
-        let xi = &xs[i * g.c * g.plane_in()..(i + 1) * g.c * g.plane_in()];
-        // y [o, HW'] = b + w [o, ckk] x cols [ckk, HW']
-        let w = Strided { data: ws, rs: ckk, cs: 1 };
+        let xi = sample(i);
         if g.is_shifted() {
-            shifted_product(g.o, w, g.c, g.h, g.w, g.k, xi, y, Start::Row(bs));
+            shifted_product(g.o, wm, g.c, g.h, g.w, g.k, xi, y, Start::Row(bs));
         } else {
             let cols = g.im2col(xi);
-            matmul::nn(g.o, hw, ckk, w, cols.as_deref().unwrap_or(xi), &rows, y, hw, Start::Row(bs));
+            matmul::nn(g.o, hw, ckk, wm, cols.as_deref().unwrap_or(xi), &rows, y, hw, Start::Row(bs));
         }
     });
-    tensor(out, [g.n, g.o, g.h_out, g.w_out])
+    (tensor(out, [g.n, g.o, g.h_out, g.w_out]), None)
 }
 
 /// The gradient with respect to `x`: per sample, `w^T x dy`, then col2im; at stride 1 (k > 1), the
@@ -72,9 +100,21 @@ pub(super) fn x_grad(x: FlexTensor, w: FlexTensor, dy: FlexTensor, stride: usize
     tensor(dx, [g.n, g.c, g.h, g.w])
 }
 
-/// The gradient with respect to `w`: per sample `dy x cols^T`, summed in sample order.
-pub(super) fn w_grad(x: FlexTensor, w: FlexTensor, dy: FlexTensor, stride: usize) -> FlexTensor {
+/// The gradient with respect to `w`: per sample `dy x cols^T`, summed in sample order. `kept` is the
+/// column matrix [`forward_keeping`] built for this `x`, if it kept one.
+pub(super) fn w_grad(
+    x: FlexTensor,
+    w: FlexTensor,
+    dy: FlexTensor,
+    stride: usize,
+    kept: Option<FlexTensor>,
+) -> FlexTensor {
     let g = Geometry::new(&x.shape(), &w.shape(), stride);
+    let kept = kept.map(contiguous);
+    let kept = kept.as_ref().map(f32s);
+    if let Some(k) = kept {
+        assert!(g.builds_columns() && k.len() == g.n * g.ckk() * g.plane_out(), "w_grad: kept columns do not fit");
+    }
     let (x, dy) = (contiguous(x), contiguous(dy));
     let (xs, dys) = (f32s(&x), f32s(&dy));
     let (hw, ckk) = (g.plane_out(), g.ckk());
@@ -97,6 +137,8 @@ pub(super) fn w_grad(x: FlexTensor, w: FlexTensor, dy: FlexTensor, stride: usize
                     dst[..g.w].copy_from_slice(src);
                 }
                 matmul::nt(g.o, ckk, p.n_valid(), &dy_wide, p.n_out(), &p.data, &p.rows(), &mut dw, ckk);
+            } else if let Some(k) = kept {
+                matmul::nt(g.o, ckk, hw, dyi, hw, &k[i * ckk * hw..(i + 1) * ckk * hw], &rows, &mut dw, ckk);
             } else {
                 let cols = g.im2col(xi);
                 matmul::nt(g.o, ckk, hw, dyi, hw, cols.as_deref().unwrap_or(xi), &rows, &mut dw, ckk);
@@ -181,6 +223,11 @@ impl Padded {
 }
 
 /// The gradient with respect to `b`: `dy` summed over samples and pixels, per channel.
+///
+/// Each (sample, channel) plane is summed in pixel order, then the planes in sample order (the bits
+/// every earlier version gave). One plane's sum is a chain of dependent additions, bound by the adder's
+/// latency; [`plane_sums`] runs the chains of `LANES` samples side by side, so the adder is kept busy
+/// without changing any chain's order.
 pub(super) fn b_grad(dy: FlexTensor) -> FlexTensor {
     let s = dy.shape();
     let (n, o, plane) = (s[0], s[1], s[2] * s[3]);
@@ -188,9 +235,71 @@ pub(super) fn b_grad(dy: FlexTensor) -> FlexTensor {
     let dys = f32s(&dy);
     let db: Vec<f32> = (0..o)
         .into_par_iter()
-        .map(|j| (0..n).map(|i| dys[(i * o + j) * plane..(i * o + j + 1) * plane].iter().sum::<f32>()).sum())
+        .map(|j| {
+            // From -0.0, as `Sum` for floats starts.
+            let mut total = -0.0f32;
+            for first in (0..n).step_by(LANES) {
+                let planes: Vec<&[f32]> =
+                    (first..n.min(first + LANES)).map(|i| &dys[(i * o + j) * plane..(i * o + j + 1) * plane]).collect();
+                plane_sums(&planes).iter().take(planes.len()).for_each(|v| total += v);
+            }
+            total
+        })
         .collect();
     tensor(db, [o])
+}
+
+/// Samples whose planes [`b_grad`] sums side by side.
+const LANES: usize = 8;
+
+/// The sum of each plane (up to [`LANES`] of equal length), each in element order from zero: `p[0] +
+/// p[1] + ...`, as `iter().sum()` would give it.
+fn plane_sums(planes: &[&[f32]]) -> [f32; LANES] {
+    let mut acc = [-0.0f32; LANES];
+    let len = planes.first().map_or(0, |p| p.len());
+    if planes.len() == LANES {
+        let p: [&[f32]; LANES] = std::array::from_fn(|l| &planes[l][..len]);
+        for e in 0..len {
+            for l in 0..LANES {
+                acc[l] += p[l][e];
+            }
+        }
+    } else {
+        for (a, p) in acc.iter_mut().zip(planes) {
+            *a = p.iter().sum();
+        }
+    }
+    acc
+}
+
+/// Writes a slice of uninitialised floats front to back, then hands it over initialised.
+struct Writer<'a> {
+    out: &'a mut [MaybeUninit<f32>],
+    at: usize,
+}
+
+impl<'a> Writer<'a> {
+    fn zeros(&mut self, n: usize) {
+        self.out[self.at..self.at + n].iter_mut().for_each(|v| {
+            v.write(0.0);
+        });
+        self.at += n;
+    }
+
+    fn copy(&mut self, src: &[f32]) {
+        self.out[self.at..self.at + src.len()].iter_mut().zip(src).for_each(|(v, &x)| {
+            v.write(x);
+        });
+        self.at += src.len();
+    }
+
+    /// The whole slice, every element written (checked).
+    fn done(self) -> &'a mut [f32] {
+        assert_eq!(self.at, self.out.len(), "im2col: wrote {} of {} elements", self.at, self.out.len());
+        // SAFETY: all `out.len()` elements were written, front to back, and `MaybeUninit<f32>` has the
+        // layout of `f32`.
+        unsafe { &mut *(self.out as *mut [MaybeUninit<f32>] as *mut [f32]) }
+    }
 }
 
 /// The sizes of one convolution.
@@ -253,13 +362,30 @@ impl Geometry {
         (lo.min(hi) as usize)..(hi as usize)
     }
 
+    /// Whether the product reads a column matrix written out by [`Geometry::im2col`] (neither the
+    /// shifted views of the stride-1 path nor a pointwise convolution's own input).
+    fn builds_columns(&self) -> bool {
+        !self.is_shifted() && !self.is_pointwise()
+    }
+
     /// `[c, h, w]` -> `[c*k*k, h'*w']` (row `(ch*k + ky)*k + kx`), zero where the window leaves the
-    /// image; `None` for a pointwise convolution (the input is the matrix). Every element is written
-    /// once, in order (no zero-filling first: that was a third of this function's time).
+    /// image; `None` for a pointwise convolution (the input is the matrix).
     fn im2col(&self, x: &[f32]) -> Option<Vec<f32>> {
         if self.is_pointwise() {
             return None;
         }
+        let len = self.ckk() * self.plane_out();
+        let mut cols = Vec::with_capacity(len);
+        self.im2col_into(x, &mut cols.spare_capacity_mut()[..len]);
+        // SAFETY: `im2col_into` wrote all `len` elements (it checks).
+        unsafe { cols.set_len(len) };
+        Some(cols)
+    }
+
+    /// [`Geometry::im2col`] into `out` (exactly `c*k*k * h'*w'` long), which it returns initialised.
+    /// Every element is written once, in order (no zero-filling first: that was a third of this
+    /// function's time).
+    fn im2col_into<'a>(&self, x: &[f32], out: &'a mut [MaybeUninit<f32>]) -> &'a mut [f32] {
         let (wo, ho, s) = (self.w_out, self.h_out, self.stride);
         // At stride s > 1 each input row is first split into its s phases (columns congruent mod s,
         // each `ws` long): a window's columns `ix0, ix0 + s, ...` are then one contiguous run of phase
@@ -287,30 +413,29 @@ impl Geometry {
         } else {
             Vec::new()
         };
-        let mut cols = Vec::with_capacity(self.ckk() * self.plane_out());
-        let zeros = |cols: &mut Vec<f32>, n: usize| cols.resize(cols.len() + n, 0.0);
+        let mut cols = Writer { out, at: 0 };
         for r in 0..self.ckk() {
             let (ch, ky, kx) = (r / (self.k * self.k), (r / self.k) % self.k, r % self.k);
             let xs = self.valid(kx, self.w, wo);
             let ys = self.valid(ky, self.h, ho);
-            zeros(&mut cols, ys.start * wo);
+            cols.zeros(ys.start * wo);
             for oy in ys.clone() {
                 let iy = oy * s + ky - self.pad;
                 let ix0 = xs.start * s + kx - self.pad;
-                zeros(&mut cols, xs.start);
+                cols.zeros(xs.start);
                 if s == 1 {
                     let src = &x[(ch * self.h + iy) * self.w..];
-                    cols.extend_from_slice(&src[ix0..ix0 + xs.len()]);
+                    cols.copy(&src[ix0..ix0 + xs.len()]);
                 } else {
                     let row = &phases[(ch * self.h + iy) * s * ws..];
                     let start = (ix0 % s) * ws + ix0 / s;
-                    cols.extend_from_slice(&row[start..start + xs.len()]);
+                    cols.copy(&row[start..start + xs.len()]);
                 }
-                zeros(&mut cols, wo - xs.end);
+                cols.zeros(wo - xs.end);
             }
-            zeros(&mut cols, (ho - ys.end) * wo);
+            cols.zeros((ho - ys.end) * wo);
         }
-        Some(cols)
+        cols.done()
     }
 
     /// The adjoint of [`Geometry::im2col`]: adds each column entry back onto its input pixel.
@@ -333,6 +458,70 @@ impl Geometry {
                     }
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(n: usize, seed: u32) -> Vec<f32> {
+        (0..n).map(|i| ((i as u32).wrapping_mul(2_654_435_761) ^ seed) % 1000).map(|v| v as f32 / 500.0 - 1.0).collect()
+    }
+
+    /// The columns the forward pass keeps give the weight gradient it would have built itself, bit for
+    /// bit, and keeping them leaves the output as it was; where no columns are built, none are kept.
+    #[test]
+    fn kept_columns_give_the_same_weight_gradient() {
+        for (xs, o, k, stride, builds) in [
+            ([3, 8, 16, 16], 16, 3, 2, true),
+            ([2, 3, 7, 5], 4, 3, 2, true),
+            ([2, 16, 8, 8], 16, 3, 1, true),
+            ([2, 8, 9, 9], 4, 1, 2, true),
+            ([2, 4, 16, 16], 4, 3, 1, false),
+            ([2, 4, 8, 8], 4, 1, 1, false),
+        ] {
+            let ws = [o, xs[1], k, k];
+            let x = tensor(values(xs.iter().product(), 1), xs);
+            let w = tensor(values(ws.iter().product(), 2), ws);
+            let b = tensor(values(o, 3), [o]);
+            let plain = forward(x.clone(), w.clone(), b.clone(), stride);
+            let (y, kept) = forward_keeping(x.clone(), w.clone(), b.clone(), stride, true);
+            let bits = |t: &FlexTensor| f32s(t).iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&y), bits(&plain), "{xs:?} k {k} s {stride}: output");
+            assert_eq!(kept.is_some(), builds, "{xs:?} k {k} s {stride}: columns kept");
+            let ys = y.shape();
+            let dy = tensor(values(ys.num_elements(), 4), [ys[0], ys[1], ys[2], ys[3]]);
+            let rebuilt = w_grad(x.clone(), w.clone(), dy.clone(), stride, None);
+            let reused = w_grad(x, w, dy, stride, kept);
+            assert_eq!(bits(&reused), bits(&rebuilt), "{xs:?} k {k} s {stride}: weight gradient");
+        }
+    }
+
+    /// `b_grad` against the plain nested sums it replaced, bit for bit: sample counts below, at and
+    /// past a multiple of the lanes, and planes of negative zeros (whose sum keeps its sign).
+    #[test]
+    fn bias_gradient_is_the_plain_sum_bit_for_bit() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 10f32.powi((state % 7) as i32 - 3)
+        };
+        for (n, o, side) in [(1, 3, 5), (7, 2, 4), (8, 4, 3), (13, 5, 6), (32, 8, 8)] {
+            let plane = side * side;
+            let mut values: Vec<f32> = (0..n * o * plane).map(|_| next()).collect();
+            // One channel all negative zeros.
+            for i in 0..n {
+                values[i * o * plane..(i * o + 1) * plane].fill(-0.0);
+            }
+            let want: Vec<f32> = (0..o)
+                .map(|j| (0..n).map(|i| values[(i * o + j) * plane..(i * o + j + 1) * plane].iter().sum::<f32>()).sum())
+                .collect();
+            let got = b_grad(tensor(values, [n, o, side, side]));
+            let got = f32s(&got);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(got), bits(&want), "n {n}, o {o}, {side}x{side}");
         }
     }
 }

@@ -11,7 +11,9 @@
 //! packing of both operands was a third of the time), the product lands straight in the output, and
 //! samples run in parallel. At stride 2, im2col rows are shifted copies of input rows; at stride 1 on
 //! planes 16 or more wide the columns are not written at all: the product reads shifted views of the
-//! zero-padded input, and the input gradient is the convolution of `dy` with the flipped kernel.
+//! zero-padded input, and the input gradient is the convolution of `dy` with the flipped kernel. Where
+//! the forward pass does build a column matrix and a weight gradient will follow, the autodiff node
+//! keeps it for that gradient (`conv_same_keeping_columns`) rather than building it twice.
 //!
 //! Determinism (the flex promise of `device.rs`): every output element is computed by the same
 //! sequence of operations whatever the thread count and whatever the CPU (the AVX2 and portable paths
@@ -43,13 +45,13 @@ use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::{FlexTensor, Layout};
-use burn::backend::ops::{ActivationOps, ConvOptions, ModuleOps};
+use burn::backend::ops::{ActivationOps, ConvOptions, FloatTensorOps, ModuleOps};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{
     Autodiff, AutodiffBackend, Backend, Dispatch, Flex, TensorMetadata, backend_extension, get_or_init_device_settings,
 };
 use burn::tensor::ops::AvgPoolOptions;
-use burn::tensor::{DType, Device, Shape, Tensor};
+use burn::tensor::{DType, Device, FloatDType, Shape, Tensor};
 
 mod conv;
 mod elementwise;
@@ -91,6 +93,33 @@ pub trait Kernels: Backend {
     ) -> FloatTensor<Self> {
         let k = w.shape()[2];
         Self::conv2d_weight_backward(x, w, dy, options(k, stride))
+    }
+
+    /// [`Kernels::conv_same`], and the column matrix `[n, c*k*k, h'*w']` it built for its product, for
+    /// [`Kernels::conv_same_w_grad_kept`] to reuse (flex at stride 2 and on narrow planes: im2col was
+    /// built twice a step, in the forward pass and again in the weight gradient); an empty tensor
+    /// where it built none, and on every other backend.
+    fn conv_same_keeping_columns(
+        x: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+        stride: usize,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let none = Self::float_zeros(Shape::new([0]), &x.device(), FloatDType::F32);
+        (Self::conv_same(x, w, b, stride), none)
+    }
+
+    /// [`Kernels::conv_same_w_grad`], reading the columns [`Kernels::conv_same_keeping_columns`] kept
+    /// (the same values; an empty tensor: none kept).
+    fn conv_same_w_grad_kept(
+        x: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        dy: FloatTensor<Self>,
+        kept: FloatTensor<Self>,
+        stride: usize,
+    ) -> FloatTensor<Self> {
+        drop(kept);
+        Self::conv_same_w_grad(x, w, dy, stride)
     }
 
     /// The gradient with respect to `b`.
@@ -295,12 +324,13 @@ impl<B: Backend + Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
         struct ConvSame;
 
         impl<B: Backend + Kernels> Backward<B, 3> for ConvSame {
-            type State = (NodeId, NodeId, NodeId, usize);
+            /// The checkpointed inputs, the stride, and the column matrix the forward pass kept.
+            type State = (NodeId, NodeId, NodeId, usize, Option<FloatTensor<B>>);
 
             fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
                 let [node_x, node_w, node_b] = ops.parents;
                 let dy = grads.consume::<B>(&ops.node);
-                let (x_state, w_state, b_state, stride) = ops.state;
+                let (x_state, w_state, b_state, stride, kept) = ops.state;
                 let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(x_state);
                 let w = checkpointer.retrieve_node_output::<FloatTensor<B>>(w_state);
                 let b = checkpointer.retrieve_node_output::<FloatTensor<B>>(b_state);
@@ -308,7 +338,11 @@ impl<B: Backend + Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
                     grads.register::<B>(node.id, B::conv_same_x_grad(x.clone(), w.clone(), dy.clone(), stride));
                 }
                 if let Some(node) = node_w {
-                    grads.register::<B>(node.id, B::conv_same_w_grad(x.clone(), w, dy.clone(), stride));
+                    let dw = match kept {
+                        Some(cols) => B::conv_same_w_grad_kept(x.clone(), w, dy.clone(), cols, stride),
+                        None => B::conv_same_w_grad(x.clone(), w, dy.clone(), stride),
+                    };
+                    grads.register::<B>(node.id, dw);
                 }
                 if let Some(node) = node_b {
                     grads.register::<B>(node.id, B::conv_same_b_grad(x, b, dy));
@@ -318,8 +352,16 @@ impl<B: Backend + Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
 
         match ConvSame.prepare::<C>([x.node(), w.node(), b.node()]).compute_bound().stateful() {
             OpsKind::Tracked(mut prep) => {
-                let state = (prep.checkpoint(&x), prep.checkpoint(&w), prep.checkpoint(&b), stride);
-                prep.finish(state, B::conv_same(x.into_primitive(), w.into_primitive(), b.into_primitive(), stride))
+                let (xs, ws, bs) = (prep.checkpoint(&x), prep.checkpoint(&w), prep.checkpoint(&b));
+                // Keep the columns only for a weight gradient to come (not through frozen weights).
+                let (y, kept) = if Self::float_is_require_grad(&w) {
+                    let (x, w, b) = (x.into_primitive(), w.into_primitive(), b.into_primitive());
+                    let (y, cols) = B::conv_same_keeping_columns(x, w, b, stride);
+                    (y, Some(cols))
+                } else {
+                    (B::conv_same(x.into_primitive(), w.into_primitive(), b.into_primitive(), stride), None)
+                };
+                prep.finish((xs, ws, bs, stride, kept), y)
             }
             OpsKind::UnTracked(prep) => {
                 prep.finish(B::conv_same(x.into_primitive(), w.into_primitive(), b.into_primitive(), stride))
@@ -460,6 +502,32 @@ impl Kernels for Flex {
         conv::forward(x, w, b, stride)
     }
 
+    fn conv_same_keeping_columns(
+        x: FlexTensor,
+        w: FlexTensor,
+        b: FlexTensor,
+        stride: usize,
+    ) -> (FlexTensor, FlexTensor) {
+        if !all_f32(&[&x, &w, &b]) {
+            return (Self::conv_same(x, w, b, stride), tensor(Vec::new(), [0]));
+        }
+        let (y, cols) = conv::forward_keeping(x, w, b, stride, true);
+        (y, cols.unwrap_or_else(|| tensor(Vec::new(), [0])))
+    }
+
+    fn conv_same_w_grad_kept(
+        x: FlexTensor,
+        w: FlexTensor,
+        dy: FlexTensor,
+        kept: FlexTensor,
+        stride: usize,
+    ) -> FlexTensor {
+        if !all_f32(&[&x, &w, &dy]) || kept.shape().num_elements() == 0 {
+            return Self::conv_same_w_grad(x, w, dy, stride);
+        }
+        conv::w_grad(x, w, dy, stride, Some(kept))
+    }
+
     fn conv_same_x_grad(x: FlexTensor, w: FlexTensor, dy: FlexTensor, stride: usize) -> FlexTensor {
         if !all_f32(&[&x, &w, &dy]) {
             let k = w.shape()[2];
@@ -473,7 +541,7 @@ impl Kernels for Flex {
             let k = w.shape()[2];
             return <Flex as ModuleOps<Flex>>::conv2d_weight_backward(x, w, dy, options(k, stride));
         }
-        conv::w_grad(x, w, dy, stride)
+        conv::w_grad(x, w, dy, stride, None)
     }
 
     fn conv_same_b_grad(x: FlexTensor, b: FlexTensor, dy: FlexTensor) -> FlexTensor {

@@ -31,6 +31,7 @@ use crate::augment::Augment;
 use crate::checkpoint::{self, CHECKPOINT_FORMAT_VERSION, CheckpointState};
 use crate::config::{GanLoss, TrainConfig};
 use crate::data::PatchData;
+use crate::device::on_pool;
 use crate::error::{NnError, Result};
 use crate::export::{MODEL_DIR, ModelInfo, export, model_json_path};
 use crate::model::{Classifier, Critic, MapGenerator};
@@ -127,52 +128,59 @@ pub fn train_attribution(
         let step = s + 1;
         let mut rng = stream(seed, ATTRIBUTION, "batch", s);
 
-        // Critic updates: real reference patches against the current generator's x + m, held fixed.
-        let mut critic_loss = 0.0;
-        let mut gap = 0.0;
-        // The fakes need no gradient: run the generator without autodiff (about half the cost).
-        let generator_eval = state.generator.valid();
-        let plain = device.clone().inner();
-        for _ in 0..ac.n_critic {
-            let real = to_tensor(draw_batch(data, &reference, batch, &augment, &mut rng), batch, size, device);
-            let x = to_tensor(draw_batch(data, &malignant, batch, &augment, &mut rng), batch, size, &plain);
-            let fake = (x.clone() + generator_eval.forward(x)).autodiff();
-            state.critic.power_iteration(ac.power_iterations);
-            let d_real = state.critic.forward(random_crops(real, ac.critic_crop, &mut rng));
-            let d_fake = state.critic.forward(random_crops(fake, ac.critic_crop, &mut rng));
-            gap = (d_real.clone().mean() - d_fake.clone().mean()).into_scalar::<f32>() as f64;
-            let loss = match ac.loss {
-                GanLoss::Hinge => relu(d_real.neg().add_scalar(1.0)).mean() + relu(d_fake.add_scalar(1.0)).mean(),
-                GanLoss::Wasserstein => d_fake.mean() - d_real.mean(),
-            };
-            critic_loss = loss.clone().into_scalar::<f32>() as f64;
-            check_loss(ATTRIBUTION, step, "critic_loss", critic_loss, Some(ac.critic_loss_bound))?;
-            let grads = GradientsParams::from_grads(loss.backward(), &state.critic);
-            state.critic = state.optim_c.step(ac.lr_c, state.critic, grads);
-        }
+        // The critic updates and the generator's, on one of the pool's threads (see `on_pool`).
+        let (malignant, reference, augment) = (&malignant, &reference, &augment);
+        let (next, critic_loss, gap, adv_value, l1_value, gen_loss) = on_pool(move || -> Result<StepOut> {
+            let mut state = state;
+            // Critic updates: real reference patches against the current generator's x + m, held fixed.
+            let mut critic_loss = 0.0;
+            let mut gap = 0.0;
+            // The fakes need no gradient: run the generator without autodiff (about half the cost).
+            let generator_eval = state.generator.valid();
+            let plain = device.clone().inner();
+            for _ in 0..ac.n_critic {
+                let real = to_tensor(draw_batch(data, reference, batch, augment, &mut rng), batch, size, device);
+                let x = to_tensor(draw_batch(data, malignant, batch, augment, &mut rng), batch, size, &plain);
+                let fake = (x.clone() + generator_eval.forward(x)).autodiff();
+                state.critic.power_iteration(ac.power_iterations);
+                let d_real = state.critic.forward(random_crops(real, ac.critic_crop, &mut rng));
+                let d_fake = state.critic.forward(random_crops(fake, ac.critic_crop, &mut rng));
+                gap = (d_real.clone().mean() - d_fake.clone().mean()).into_scalar::<f32>() as f64;
+                let loss = match ac.loss {
+                    GanLoss::Hinge => relu(d_real.neg().add_scalar(1.0)).mean() + relu(d_fake.add_scalar(1.0)).mean(),
+                    GanLoss::Wasserstein => d_fake.mean() - d_real.mean(),
+                };
+                critic_loss = loss.clone().into_scalar::<f32>() as f64;
+                check_loss(ATTRIBUTION, step, "critic_loss", critic_loss, Some(ac.critic_loss_bound))?;
+                let grads = GradientsParams::from_grads(loss.backward(), &state.critic);
+                state.critic = state.optim_c.step(ac.lr_c, state.critic, grads);
+            }
 
-        // Generator update: x + m should score as the reference class, with m as small as possible.
-        let x = to_tensor(draw_batch(data, &malignant, batch, &augment, &mut rng), batch, size, device);
-        let (m, cost) = state.generator.forward_with_cost(x.clone());
-        // The critic's weights are constants here: gradients flow through it to m only.
-        let frozen = state.critic.clone().no_grad();
-        let d_fake = frozen.forward(random_crops(x.clone() + m.clone(), ac.critic_crop, &mut rng));
-        let adversarial = match ac.loss {
-            // Non-saturating: -log sigmoid(D). Once x + m passes, the push stops and the L1 term pulls m
-            // back to the least change that passes, instead of pumping the score ever higher.
-            GanLoss::Hinge => softplus(d_fake.neg(), 1.0).mean(),
-            GanLoss::Wasserstein => d_fake.mean().neg(),
-        };
-        let l1 = cost.abs().mean();
-        let loss = adversarial.clone() + l1.clone().mul_scalar(ac.l1_weight);
-        let (adv_value, l1_value, gen_loss) = (
-            adversarial.into_scalar::<f32>() as f64,
-            l1.into_scalar::<f32>() as f64,
-            loss.clone().into_scalar::<f32>() as f64,
-        );
-        check_loss(ATTRIBUTION, step, "generator_loss", gen_loss, None)?;
-        let grads = GradientsParams::from_grads(loss.backward(), &state.generator);
-        state.generator = state.optim_g.step(ac.lr_g, state.generator, grads);
+            // Generator update: x + m should score as the reference class, with m as small as possible.
+            let x = to_tensor(draw_batch(data, malignant, batch, augment, &mut rng), batch, size, device);
+            let (m, cost) = state.generator.forward_with_cost(x.clone());
+            // The critic's weights are constants here: gradients flow through it to m only.
+            let frozen = state.critic.clone().no_grad();
+            let d_fake = frozen.forward(random_crops(x.clone() + m.clone(), ac.critic_crop, &mut rng));
+            let adversarial = match ac.loss {
+                // Non-saturating: -log sigmoid(D). Once x + m passes, the push stops and the L1 term pulls m
+                // back to the least change that passes, instead of pumping the score ever higher.
+                GanLoss::Hinge => softplus(d_fake.neg(), 1.0).mean(),
+                GanLoss::Wasserstein => d_fake.mean().neg(),
+            };
+            let l1 = cost.abs().mean();
+            let loss = adversarial.clone() + l1.clone().mul_scalar(ac.l1_weight);
+            let (adv_value, l1_value, gen_loss) = (
+                adversarial.into_scalar::<f32>() as f64,
+                l1.into_scalar::<f32>() as f64,
+                loss.clone().into_scalar::<f32>() as f64,
+            );
+            check_loss(ATTRIBUTION, step, "generator_loss", gen_loss, None)?;
+            let grads = GradientsParams::from_grads(loss.backward(), &state.generator);
+            state.generator = state.optim_g.step(ac.lr_g, state.generator, grads);
+            Ok((state, critic_loss, gap, adv_value, l1_value, gen_loss))
+        })?;
+        state = next;
         state.step = step;
 
         let losses = [("critic_loss", critic_loss), ("generator_loss", gen_loss), ("map_l1", l1_value)];
@@ -210,6 +218,10 @@ pub fn train_attribution(
     let weights_hash = export(run_dir, ModelKind::Attribution, &state.generator, state.step, config, data)?;
     Ok(Outcome::Completed { steps: state.step, weights_hash })
 }
+
+/// What one step hands back: the state, the critic's loss and score gap, the generator's adversarial
+/// loss, map L1 and total loss.
+type StepOut = (State, f64, f64, f64, f64, f64);
 
 /// Random translations of what the critic sees (as in DiffAugment, Zhao et al. 2020): each patch is cut
 /// to its `(S - crop)`-pixel window at an offset drawn from `rng`, independently per patch; real and

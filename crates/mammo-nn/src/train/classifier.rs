@@ -21,6 +21,7 @@ use crate::augment::Augment;
 use crate::checkpoint::{self, CHECKPOINT_FORMAT_VERSION, CheckpointState};
 use crate::config::TrainConfig;
 use crate::data::PatchData;
+use crate::device::on_pool;
 use crate::error::{NnError, Result};
 use crate::export::export;
 use crate::model::Classifier;
@@ -108,7 +109,7 @@ pub fn train_classifier(
         }
         let s = state.step;
         if cc.hard_negatives > 0.0 && s > 0 && s % cc.mine_every == 0 {
-            state.hard = hardest(&state.model, data, &negatives, cc.hard_pool, batch, device);
+            state.hard = on_pool(|| hardest(&state.model, data, &negatives, cc.hard_pool, batch, device));
         }
         // The whole batch of step s comes from the stream of step s: half malignant, half negative
         // (a share from the mined hardest negatives once there are any, the rest split evenly
@@ -135,31 +136,42 @@ pub fn train_classifier(
         let MaskedBatch { pixels, targets: masks, known } = drawn;
         let targets: Vec<f32> = (0..batch).map(|i| if i < n_pos { 1.0 } else { 0.0 }).collect();
 
-        let x = to_tensor(pixels, batch, size, device);
-        let y = Tensor::<1>::from_data(TensorData::new(targets.clone(), [batch]), device);
-        let (logits, aux_logits) = state.model.forward_with_aux(x, aux.is_some());
-        // "loss" in the logs is the classification loss alone: the auxiliary loss has a floor (cells
-        // a thin spicule only partly covers have fractional targets) and would hide its progress.
-        let bce = bce_with_logits(logits.clone(), y);
-        let loss_value = bce.clone().into_scalar::<f32>() as f64;
-        let mut loss = bce;
-        if let Some(z) = aux_logits {
-            let dims = z.dims();
-            let t = Tensor::<4>::from_data(TensorData::new(masks, dims), device);
-            // Each (patch, bit) plane counts only where its mask is known.
-            let cells = dims[2] * dims[3];
-            let w: Vec<f32> = known.iter().flat_map(|&k| std::iter::repeat_n(k, cells)).collect();
-            let n = dims.iter().product::<usize>();
-            let w = Tensor::<1>::from_data(TensorData::new(w, [n]), device);
-            let aux_loss = weighted_bce_with_logits(z.reshape([n]), t.reshape([n]), w);
-            aux_sum += aux_loss.clone().into_scalar::<f32>() as f64;
-            loss = loss + aux_loss.mul_scalar(cc.aux_weight);
-        }
-        let total_value = loss.clone().into_scalar::<f32>() as f64;
-        check_loss(CLASSIFIER, s + 1, "loss", total_value, None)?;
-        let grads = GradientsParams::from_grads(loss.backward(), &state.model);
+        // Forward, losses, backward and update on one of the pool's threads (see `on_pool`).
         let lr = cc.schedule.at(lr, s, total);
-        state.model = state.optim.step(lr, state.model, grads);
+        let targets_tensor = TensorData::new(targets.clone(), [batch]);
+        let (next, logits, loss_value, aux_value) =
+            on_pool(move || -> Result<(State, Tensor<1>, f64, Option<f64>)> {
+                let mut state = state;
+                let x = to_tensor(pixels, batch, size, device);
+                let y = Tensor::<1>::from_data(targets_tensor, device);
+                let (logits, aux_logits) = state.model.forward_with_aux(x, aux.is_some());
+                // "loss" in the logs is the classification loss alone: the auxiliary loss has a floor
+                // (cells a thin spicule only partly covers have fractional targets) and would hide its
+                // progress.
+                let bce = bce_with_logits(logits.clone(), y);
+                let loss_value = bce.clone().into_scalar::<f32>() as f64;
+                let mut loss = bce;
+                let mut aux_value = None;
+                if let Some(z) = aux_logits {
+                    let dims = z.dims();
+                    let t = Tensor::<4>::from_data(TensorData::new(masks, dims), device);
+                    // Each (patch, bit) plane counts only where its mask is known.
+                    let cells = dims[2] * dims[3];
+                    let w: Vec<f32> = known.iter().flat_map(|&k| std::iter::repeat_n(k, cells)).collect();
+                    let n = dims.iter().product::<usize>();
+                    let w = Tensor::<1>::from_data(TensorData::new(w, [n]), device);
+                    let aux_loss = weighted_bce_with_logits(z.reshape([n]), t.reshape([n]), w);
+                    aux_value = Some(aux_loss.clone().into_scalar::<f32>() as f64);
+                    loss = loss + aux_loss.mul_scalar(cc.aux_weight);
+                }
+                let total_value = loss.clone().into_scalar::<f32>() as f64;
+                check_loss(CLASSIFIER, s + 1, "loss", total_value, None)?;
+                let grads = GradientsParams::from_grads(loss.backward(), &state.model);
+                state.model = state.optim.step(lr, state.model, grads);
+                Ok((state, logits, loss_value, aux_value))
+            })?;
+        state = next;
+        aux_sum += aux_value.unwrap_or(0.0);
         state.step += 1;
         let step = state.step;
 
@@ -185,7 +197,7 @@ pub fn train_classifier(
         }
         if cadence.checkpoint(step) {
             check_weights(CLASSIFIER, step, &state.model)?;
-            if let Some((val_loss, val_auc)) = val.evaluate(&state.model, size, device) {
+            if let Some((val_loss, val_auc)) = on_pool(|| val.evaluate(&state.model, size, device)) {
                 observer.scalars(CLASSIFIER, step, &[("val_loss", val_loss), ("val_auc", val_auc)]);
             }
             save(run_dir, &state, total, seed, &fingerprint, observer)?;
