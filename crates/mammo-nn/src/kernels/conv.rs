@@ -280,6 +280,7 @@ struct Writer<'a> {
 
 impl<'a> Writer<'a> {
     fn zeros(&mut self, n: usize) {
+        // Mostly a few floats at a row's ends: a loop, not a call to memset.
         self.out[self.at..self.at + n].iter_mut().for_each(|v| {
             v.write(0.0);
         });
@@ -287,9 +288,10 @@ impl<'a> Writer<'a> {
     }
 
     fn copy(&mut self, src: &[f32]) {
-        self.out[self.at..self.at + src.len()].iter_mut().zip(src).for_each(|(v, &x)| {
-            v.write(x);
-        });
+        let dst = &mut self.out[self.at..self.at + src.len()];
+        // SAFETY: `dst` is `src.len()` floats of our own slice, which `src` (borrowed shared) cannot
+        // overlap; `MaybeUninit<f32>` has the layout of `f32`.
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst.as_mut_ptr().cast::<f32>(), src.len()) };
         self.at += src.len();
     }
 
