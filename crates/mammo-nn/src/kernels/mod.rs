@@ -28,8 +28,9 @@
 //!
 //! Group norm: composed of burn's operations it is ten passes forward (reshape, mean, subtract,
 //! square, mean, add, sqrt, divide, scale, shift) and as many backward, each a fresh tensor. Here it is
-//! one pass forward and two backward per (sample, group), sums in f64; where nothing is differentiated
-//! (scoring, maps, validation) the (leaky) ReLU after it is applied in the same pass.
+//! one pass forward and two backward per (sample, group), sums in f64; the (leaky) ReLU after it (and a
+//! residual block's addition) is applied in the same pass, and in training the three are one autodiff
+//! node whose backward takes the activation's gradient from the output.
 //!
 //! Average pooling (the high-pass input's 3x3 local mean, the U-Net's downsampling) and its gradient:
 //! burn-flex pools through its 3-D pooling; here it is one pass per plane each way (`pool.rs`).
@@ -138,8 +139,8 @@ pub trait Kernels: Backend {
     ) -> FloatTensor<Self>;
 
     /// [`Kernels::group_norm`] then [`Kernels::leaky_relu_fused`] with `slope`. Flex does both in one
-    /// pass over the output (the same bits); every other backend, `Autodiff` included (whose two nodes
-    /// give the gradient), composes the two.
+    /// pass over the output (the same bits), and `Autodiff` makes it one node over that (the gradients
+    /// of the two nodes, bit for bit); every other backend composes the two.
     fn group_norm_act(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
@@ -152,8 +153,8 @@ pub trait Kernels: Backend {
     }
 
     /// [`Kernels::group_norm`], plus `skip` (same shape), then [`Kernels::leaky_relu_fused`] with
-    /// `slope`: a residual block's end. As [`Kernels::group_norm_act`], one pass on flex, composed
-    /// elsewhere.
+    /// `slope`: a residual block's end. As [`Kernels::group_norm_act`]: one pass on flex, one node on
+    /// `Autodiff`, composed elsewhere.
     fn group_norm_add_act(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
@@ -410,6 +411,114 @@ impl<B: Backend + Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
                 groups,
                 eps,
             )),
+        }
+    }
+
+    /// One node for the normalisation and its activation (flex: one pass forward, no pre-activation
+    /// tensor kept). The backward takes the activation's gradient from the output's sign, which is the
+    /// normalised value's for `slope >= 0`, so the gradients are the bits of the two nodes it replaces.
+    fn group_norm_act(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        groups: usize,
+        eps: f32,
+        slope: f32,
+    ) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct GroupNormAct;
+
+        impl<B: Backend + Kernels> Backward<B, 3> for GroupNormAct {
+            /// `x` and `gamma` checkpointed, the output, groups, eps, slope.
+            type State = (NodeId, NodeId, FloatTensor<B>, usize, f32, f32);
+
+            fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
+                let [node_x, node_gamma, node_beta] = ops.parents;
+                let dy = grads.consume::<B>(&ops.node);
+                let (x_state, gamma_state, y, groups, eps, slope) = ops.state;
+                let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(x_state);
+                let gamma = checkpointer.retrieve_node_output::<FloatTensor<B>>(gamma_state);
+                let dn = B::leaky_relu_fused_grad(y, dy, slope);
+                let (dx, dgamma, dbeta) = B::group_norm_grad(x, gamma, dn, groups, eps);
+                for (node, grad) in [(node_x, dx), (node_gamma, dgamma), (node_beta, dbeta)] {
+                    if let Some(node) = node {
+                        grads.register::<B>(node.id, grad);
+                    }
+                }
+            }
+        }
+
+        if slope < 0.0 {
+            // The output's sign is not the normalised value's: two nodes.
+            return Self::leaky_relu_fused(Self::group_norm(x, gamma, beta, groups, eps), slope);
+        }
+        match GroupNormAct.prepare::<C>([x.node(), gamma.node(), beta.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(mut prep) => {
+                let (xs, gs) = (prep.checkpoint(&x), prep.checkpoint(&gamma));
+                let (x, gamma, beta) = (x.into_primitive(), gamma.into_primitive(), beta.into_primitive());
+                let y = B::group_norm_act(x, gamma, beta, groups, eps, slope);
+                prep.finish((xs, gs, y.clone(), groups, eps, slope), y)
+            }
+            OpsKind::UnTracked(prep) => {
+                let (x, gamma, beta) = (x.into_primitive(), gamma.into_primitive(), beta.into_primitive());
+                prep.finish(B::group_norm_act(x, gamma, beta, groups, eps, slope))
+            }
+        }
+    }
+
+    /// As [`Kernels::group_norm_act`] for a residual block's end: the residual's gradient is the
+    /// activation's, as the addition's node gave it.
+    fn group_norm_add_act(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        skip: FloatTensor<Self>,
+        groups: usize,
+        eps: f32,
+        slope: f32,
+    ) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct GroupNormAddAct;
+
+        impl<B: Backend + Kernels> Backward<B, 4> for GroupNormAddAct {
+            /// `x` and `gamma` checkpointed, the output, groups, eps, slope.
+            type State = (NodeId, NodeId, FloatTensor<B>, usize, f32, f32);
+
+            fn backward(self, ops: Ops<Self::State, 4>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
+                let [node_x, node_gamma, node_beta, node_skip] = ops.parents;
+                let dy = grads.consume::<B>(&ops.node);
+                let (x_state, gamma_state, y, groups, eps, slope) = ops.state;
+                let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(x_state);
+                let gamma = checkpointer.retrieve_node_output::<FloatTensor<B>>(gamma_state);
+                let dn = B::leaky_relu_fused_grad(y, dy, slope);
+                if let Some(node) = node_skip {
+                    grads.register::<B>(node.id, dn.clone());
+                }
+                let (dx, dgamma, dbeta) = B::group_norm_grad(x, gamma, dn, groups, eps);
+                for (node, grad) in [(node_x, dx), (node_gamma, dgamma), (node_beta, dbeta)] {
+                    if let Some(node) = node {
+                        grads.register::<B>(node.id, grad);
+                    }
+                }
+            }
+        }
+
+        if slope < 0.0 {
+            let sum = Self::float_add(Self::group_norm(x, gamma, beta, groups, eps), skip);
+            return Self::leaky_relu_fused(sum, slope);
+        }
+        let nodes = [x.node(), gamma.node(), beta.node(), skip.node()];
+        match GroupNormAddAct.prepare::<C>(nodes).compute_bound().stateful() {
+            OpsKind::Tracked(mut prep) => {
+                let (xs, gs) = (prep.checkpoint(&x), prep.checkpoint(&gamma));
+                let (x, gamma, beta) = (x.into_primitive(), gamma.into_primitive(), beta.into_primitive());
+                let y = B::group_norm_add_act(x, gamma, beta, skip.into_primitive(), groups, eps, slope);
+                prep.finish((xs, gs, y.clone(), groups, eps, slope), y)
+            }
+            OpsKind::UnTracked(prep) => {
+                let (x, gamma, beta) = (x.into_primitive(), gamma.into_primitive(), beta.into_primitive());
+                prep.finish(B::group_norm_add_act(x, gamma, beta, skip.into_primitive(), groups, eps, slope))
+            }
         }
     }
 

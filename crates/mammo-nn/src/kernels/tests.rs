@@ -135,19 +135,24 @@ fn group_norm_act_is_group_norm_then_leaky_relu() {
     let gamma = random([8], 25, &device).add_scalar(1.0).require_grad();
     let beta = random([8], 26, &device).require_grad();
     let r = random([2, 8, 5, 6], 27, &device);
+    let skip = random([2, 8, 5, 6], 29, &device).require_grad();
+    // The gradients of x, gamma, beta and the residual, as the bits of each.
     let grads = |y: Tensor<4>| {
         let g = (y * r.clone()).sum().backward();
-        (x.grad(&g).unwrap(), gamma.grad(&g).unwrap().reshape([1, 1, 1, 8]))
+        let vector = |t: Option<Tensor<1>>| t.unwrap().reshape([1, 1, 1, 8]);
+        let skip = skip.grad(&g).map(|t| bits(t)).unwrap_or_default();
+        (bits(x.grad(&g).unwrap()), bits(vector(gamma.grad(&g))), bits(vector(beta.grad(&g))), skip)
     };
-    let (dx1, dg1) = grads(group_norm_act(&x, &gamma, &beta, 4, 1e-5, 0.2).unwrap());
-    let (dx2, dg2) = grads(leaky_relu(group_norm(&x, &gamma, &beta, 4, 1e-5).unwrap(), 0.2));
-    assert_eq!(bits(dx1), bits(dx2));
-    assert_eq!(bits(dg1), bits(dg2));
-    let skip = random([2, 8, 5, 6], 29, &device);
-    let (dx1, dg1) = grads(group_norm_add_act(&x, &gamma, &beta, &skip, 4, 1e-5, 0.0).unwrap());
-    let (dx2, dg2) = grads(relu(group_norm(&x, &gamma, &beta, 4, 1e-5).unwrap() + skip));
-    assert_eq!(bits(dx1), bits(dx2));
-    assert_eq!(bits(dg1), bits(dg2));
+    // The fused nodes take the activation's gradient from the output's sign: both slopes the models use.
+    for slope in [0.0, 0.2] {
+        let fused = grads(group_norm_act(&x, &gamma, &beta, 4, 1e-5, slope).unwrap());
+        let apart = grads(leaky_relu(group_norm(&x, &gamma, &beta, 4, 1e-5).unwrap(), slope));
+        assert_eq!(fused, apart, "slope {slope}");
+        let fused = grads(group_norm_add_act(&x, &gamma, &beta, &skip, 4, 1e-5, slope).unwrap());
+        let apart = grads(leaky_relu(group_norm(&x, &gamma, &beta, 4, 1e-5).unwrap() + skip.clone(), slope));
+        assert!(!fused.3.is_empty(), "the residual got no gradient");
+        assert_eq!(fused, apart, "with a residual, slope {slope}");
+    }
 }
 
 /// Average pooling and its gradient against burn's `avg_pool2d` (padding not counted), bit for bit, for the two
