@@ -61,8 +61,13 @@ pub async fn run(listener: TcpListener, app: Router, limits: &ConnLimits, shutdo
             },
         };
         let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-            // A fresh socket's send buffer is empty, so this write does not block; dropping closes it.
-            let _ = stream.try_write(busy.as_bytes());
+            // A fresh socket's send buffer is empty, so this short write completes at once; dropping
+            // closes it. Written on the std socket: tokio's `try_write` answers "would block" until its
+            // reactor has seen the new socket writable, and on a loaded machine it had not yet, so the
+            // client got a bare close instead of the 503.
+            if let Ok(socket) = stream.into_std() {
+                let _ = io::Write::write(&mut &socket, busy.as_bytes());
+            }
             tracing::warn!("{peer}: refused, {max} connections open");
             continue;
         };
