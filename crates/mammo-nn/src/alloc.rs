@@ -25,8 +25,8 @@
 //! step did not slow either (the buffers are large, so contention for the arena's lock is rare).
 
 /// Raises glibc's `mmap` threshold to 32 MiB and its trim threshold to 256 MiB, and keeps one arena for
-/// the threads created from then on, once per process. Elsewhere (other C libraries, other systems)
-/// it does nothing.
+/// the threads that first allocate from then on, once per process: call it before the thread pool
+/// starts (`select_device`). Elsewhere (other C libraries, other systems) it does nothing.
 pub fn keep_freed_buffers() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
