@@ -67,6 +67,9 @@ pub enum Step<'a> {
 /// Runs the five steps into `req.out`, telling `on_step` of each as it ends.
 pub fn run(req: &QuickstartRequest, progress: &dyn Progress, on_step: &mut dyn FnMut(Step<'_>)) -> Result<()> {
     let started = std::time::Instant::now();
+    // The allocator's settings for tensor work before any of the pool's threads first allocates (the
+    // phantom's do): they then share one arena through training and evaluation (`alloc.rs`).
+    mammo_nn::alloc::keep_freed_buffers();
     let opts = train_options(req);
     let run_dir = req.out.join("run");
     // A bad --set fails now, not after minutes of phantom and preparation.
