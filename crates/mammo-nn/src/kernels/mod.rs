@@ -213,6 +213,28 @@ fn leaky_relu_grad_composed<B: Backend>(x: FloatTensor<B>, dy: FloatTensor<B>, s
     B::float_mask_where(scaled, positive, dy)
 }
 
+/// The group norm's backward from `dy`, the gradient at its output (after the activation's, for the
+/// fused nodes): the gradients of `x`, `gamma` and `beta`, registered for the `parents` (their ids,
+/// in that order) that take one. `states` are the checkpointed `x` and `gamma`.
+fn group_norm_backward<B: Backend + Kernels>(
+    grads: &mut Gradients,
+    checkpointer: &mut Checkpointer,
+    parents: [Option<NodeId>; 3],
+    [x_state, gamma_state]: [NodeId; 2],
+    dy: FloatTensor<B>,
+    groups: usize,
+    eps: f32,
+) {
+    let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(x_state);
+    let gamma = checkpointer.retrieve_node_output::<FloatTensor<B>>(gamma_state);
+    let (dx, dgamma, dbeta) = B::group_norm_grad(x, gamma, dy, groups, eps);
+    for (id, grad) in parents.into_iter().zip([dx, dgamma, dbeta]) {
+        if let Some(id) = id {
+            grads.register::<B>(id, grad);
+        }
+    }
+}
+
 fn options(k: usize, stride: usize) -> ConvOptions<2> {
     ConvOptions::new([stride, stride], [k / 2, k / 2], [1, 1], 1)
 }
@@ -384,17 +406,10 @@ impl<B: Backend + Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
             type State = (NodeId, NodeId, usize, f32);
 
             fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
-                let [node_x, node_gamma, node_beta] = ops.parents;
                 let dy = grads.consume::<B>(&ops.node);
                 let (x_state, gamma_state, groups, eps) = ops.state;
-                let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(x_state);
-                let gamma = checkpointer.retrieve_node_output::<FloatTensor<B>>(gamma_state);
-                let (dx, dgamma, dbeta) = B::group_norm_grad(x, gamma, dy, groups, eps);
-                for (node, grad) in [(node_x, dx), (node_gamma, dgamma), (node_beta, dbeta)] {
-                    if let Some(node) = node {
-                        grads.register::<B>(node.id, grad);
-                    }
-                }
+                let parents = ops.parents.map(|p| p.map(|node| node.id));
+                group_norm_backward::<B>(grads, checkpointer, parents, [x_state, gamma_state], dy, groups, eps);
             }
         }
 
@@ -433,18 +448,11 @@ impl<B: Backend + Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
             type State = (NodeId, NodeId, FloatTensor<B>, usize, f32, f32);
 
             fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
-                let [node_x, node_gamma, node_beta] = ops.parents;
                 let dy = grads.consume::<B>(&ops.node);
                 let (x_state, gamma_state, y, groups, eps, slope) = ops.state;
-                let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(x_state);
-                let gamma = checkpointer.retrieve_node_output::<FloatTensor<B>>(gamma_state);
                 let dn = B::leaky_relu_fused_grad(y, dy, slope);
-                let (dx, dgamma, dbeta) = B::group_norm_grad(x, gamma, dn, groups, eps);
-                for (node, grad) in [(node_x, dx), (node_gamma, dgamma), (node_beta, dbeta)] {
-                    if let Some(node) = node {
-                        grads.register::<B>(node.id, grad);
-                    }
-                }
+                let parents = ops.parents.map(|p| p.map(|node| node.id));
+                group_norm_backward::<B>(grads, checkpointer, parents, [x_state, gamma_state], dn, groups, eps);
             }
         }
 
@@ -485,21 +493,15 @@ impl<B: Backend + Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
             type State = (NodeId, NodeId, FloatTensor<B>, usize, f32, f32);
 
             fn backward(self, ops: Ops<Self::State, 4>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
-                let [node_x, node_gamma, node_beta, node_skip] = ops.parents;
+                let [node_x, node_gamma, node_beta, node_skip] = ops.parents.map(|p| p.map(|node| node.id));
                 let dy = grads.consume::<B>(&ops.node);
                 let (x_state, gamma_state, y, groups, eps, slope) = ops.state;
-                let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(x_state);
-                let gamma = checkpointer.retrieve_node_output::<FloatTensor<B>>(gamma_state);
                 let dn = B::leaky_relu_fused_grad(y, dy, slope);
-                if let Some(node) = node_skip {
-                    grads.register::<B>(node.id, dn.clone());
+                if let Some(id) = node_skip {
+                    grads.register::<B>(id, dn.clone());
                 }
-                let (dx, dgamma, dbeta) = B::group_norm_grad(x, gamma, dn, groups, eps);
-                for (node, grad) in [(node_x, dx), (node_gamma, dgamma), (node_beta, dbeta)] {
-                    if let Some(node) = node {
-                        grads.register::<B>(node.id, grad);
-                    }
-                }
+                let parents = [node_x, node_gamma, node_beta];
+                group_norm_backward::<B>(grads, checkpointer, parents, [x_state, gamma_state], dn, groups, eps);
             }
         }
 
