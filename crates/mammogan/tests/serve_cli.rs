@@ -524,9 +524,22 @@ fn requests_beyond_the_limits_get_503() {
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(http(server.addr, "POST", "/invocations", &[], &dicom).status, 200);
 
-    // Three idle connections fill the cap: the fourth is answered 503 and closed, not queued.
-    let held: Vec<TcpStream> = (0..3).map(|_| connect(server.addr)).collect();
-    std::thread::sleep(Duration::from_millis(200));
+    // Three idle connections fill the cap: the fourth is answered 503 and closed, not queued. Each
+    // held connection proves it has a place by a keep-alive /ping answered 200; one that meets the
+    // cap first (the server may not yet have seen the client above close its connection) is retried.
+    let held: Vec<TcpStream> = (0..3)
+        .map(|_| {
+            for _ in 0..50 {
+                let mut s = connect(server.addr);
+                s.write_all(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+                if read_head(&mut s).map(|h| h.0) == Some(200) {
+                    return s;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            panic!("no place for an idle connection");
+        })
+        .collect();
     let mut over = connect(server.addr);
     let (status, head) = read_head(&mut over).expect("an answer over the cap");
     assert_eq!(status, 503, "{head}");
