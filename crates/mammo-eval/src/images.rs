@@ -48,6 +48,14 @@ pub fn inferno(t: f32) -> [u8; 3] {
     std::array::from_fn(|c| round_unit(f32::from(a[c]) + (f32::from(b[c]) - f32::from(a[c])) * f))
 }
 
+/// The `t` below which [`inferno`] gives its bottom colour, `inferno(0.0)`: there its first step moves
+/// no channel by as much as half a level (0.49 of one, a margin for the rounding of the interpolation),
+/// so every channel rounds back to the bottom colour's.
+fn inferno_quiet() -> f32 {
+    let steepest = (0..3).map(|c| (f32::from(INFERNO[1][c]) - f32::from(INFERNO[0][c])).abs()).fold(0.0, f32::max);
+    0.49 / steepest / (INFERNO.len() - 1) as f32
+}
+
 /// `v.round() as u8` for `v` in [0, 255] (NaN gives 0, values above 255 give 255), halves away from
 /// zero, without `roundf`: on x86-64 `f32::round` is a call into libm that the compiler can neither
 /// inline nor vectorise, and it was a tenth of `explain`'s time on a 12-megapixel image. For
@@ -97,13 +105,15 @@ pub fn gray_png(values: &[f32], w: usize, h: usize, lo: f32, hi: f32) -> Vec<u8>
 /// If `values.len() != w * h`, or `w` or `h` is 0 or exceeds `u32`.
 pub fn colormap_png(values: &[f32], w: usize, h: usize, lo: f32, hi: f32) -> Vec<u8> {
     check_size(values, w, h, "values");
-    // Most of a whole-image map is 0: its colour once, not per pixel.
-    let bottom = inferno(0.0);
+    // Most of a whole-image map is 0 or, P^4-weighted outside its hot spots, far below a colour level:
+    // the bottom colour once, not interpolated per pixel (that was most of a 12-megapixel heatmap's
+    // time).
+    let (bottom, quiet) = (inferno(0.0), inferno_quiet());
     let mut pixels = vec![0u8; 3 * w * h];
     pixels.par_chunks_mut(3 * w).zip(values.par_chunks(w)).for_each(|(out, row)| {
         for (px, &v) in out.chunks_exact_mut(3).zip(row) {
             let t = unit(v, lo, hi);
-            px.copy_from_slice(&if t == 0.0 { bottom } else { inferno(t) });
+            px.copy_from_slice(&if t < quiet { bottom } else { inferno(t) });
         }
     });
     encode(w, h, ::png::ColorType::Rgb, &pixels)
@@ -589,6 +599,20 @@ mod tests {
         let info = reader.next_frame(&mut buf).unwrap();
         buf.truncate(info.buffer_size());
         (info.width, info.height, info.color_type, buf)
+    }
+
+    /// Below `inferno_quiet` the colour map gives its bottom colour (what `colormap_png`'s shortcut
+    /// assumes), and a little above it, no longer.
+    #[test]
+    fn inferno_is_its_bottom_colour_below_quiet() {
+        let quiet = inferno_quiet();
+        let bottom = inferno(0.0);
+        for k in 0..20_000 {
+            let t = quiet * k as f32 / 20_000.0;
+            assert_eq!(inferno(t), bottom, "t = {t:e}");
+        }
+        assert_eq!(inferno(quiet.next_down()), bottom);
+        assert_ne!(inferno(quiet * 1.1), bottom, "the margin is small: the threshold is near where the colour moves");
     }
 
     #[test]
