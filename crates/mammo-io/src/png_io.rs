@@ -61,9 +61,11 @@ pub fn decode_png(path: &Path, reader: impl std::io::BufRead + std::io::Seek) ->
 
 /// Writes a 16-bit grayscale PNG atomically.
 pub fn write_png16(path: &Path, img: &GrayImage<u16>) -> Result<()> {
-    let mut bytes = Vec::with_capacity(img.data.len() * 2);
-    for v in &img.data {
-        bytes.extend_from_slice(&v.to_be_bytes());
+    // Into a buffer of the final size, two bytes a value (a byte swap the compiler vectorises; pushing
+    // each value's bytes was a capacity check per value, a tenth of a full-field map's write).
+    let mut bytes = vec![0u8; img.data.len() * 2];
+    for (b, v) in bytes.chunks_exact_mut(2).zip(&img.data) {
+        b.copy_from_slice(&v.to_be_bytes());
     }
     write_png(path, img.width, img.height, png::BitDepth::Sixteen, png::ColorType::Grayscale, &bytes)
 }
