@@ -263,7 +263,7 @@ pub fn highlight_overlay_png(
 /// maximum filter and the blur each reach one radius, and neither raises a value above the largest
 /// within its reach). It is computed on that box widened by two more radii, so that every value the box
 /// holds sees all of its neighbourhood; elsewhere the spread counts as 0. On a whole mammogram the
-/// highlight reaches `low` in a few small places: the full-size spread was a third of the overlay's time
+/// highlight reaches `low` in a few small places: the full-size spread was about half the overlay's time
 /// and 48 MB of fresh pages for values never shown.
 ///
 /// The values shown are the full-size spread's but for the last bits of its blur: the blur's running
