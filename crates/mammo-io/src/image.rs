@@ -267,18 +267,37 @@ impl Mammogram {
     /// Values with "brighter is denser" whatever the photometric interpretation: modality LUT applied,
     /// MONOCHROME1 inverted around its range. This is what preprocessing works on.
     pub fn density_values(&self) -> GrayImage<f32> {
-        let mut img = self.modality_values();
-        if self.info.photometric == Photometric::Monochrome1 {
-            // Invert around the range the stored bits can hold (not the image's own extremes), so the
-            // background comes out near the bottom of the range as in a MONOCHROME2 image.
+        GrayImage::from_vec(self.width, self.height, self.per_pixel(self.density_of()))
+    }
+
+    /// [`Mammogram::density_values`] a row at a time, without the full-size image: a 12-megapixel
+    /// mammogram's is 48 MB of fresh pages, written on one thread, only to be downsampled at once.
+    pub fn density_rows(&self) -> DensityRows<'_> {
+        let f = self.density_of();
+        let table = match &self.samples {
+            Samples::Unsigned(v) if v.len() >= TABLE_FROM => (0..=u16::MAX).map(|s| f(f64::from(s))).collect(),
+            Samples::Signed(v) if v.len() >= TABLE_FROM => (i16::MIN..=i16::MAX).map(|s| f(f64::from(s))).collect(),
+            _ => Vec::new(),
+        };
+        DensityRows { m: self, table, f: Box::new(f) }
+    }
+
+    /// The density value of a stored value: the modality LUT, and for MONOCHROME1 the inversion around
+    /// the range the stored bits can hold (not the image's own extremes), so the background comes out
+    /// near the bottom of the range as in a MONOCHROME2 image.
+    fn density_of(&self) -> impl Fn(f64) -> f32 + Send + Sync + 'static {
+        let lut = self.info.modality_lut.clone().unwrap_or_default();
+        let inverted = (self.info.photometric == Photometric::Monochrome1).then(|| {
             let (lo, hi) = self.stored_range();
-            let lut = self.info.modality_lut.clone().unwrap_or_default();
-            let (a, b) = (lut.apply(lo as f64) as f32, lut.apply(hi as f64) as f32);
-            for v in &mut img.data {
-                *v = a + b - *v;
+            (lut.apply(lo as f64) as f32, lut.apply(hi as f64) as f32)
+        });
+        move |s| {
+            let v = lut.apply(s) as f32;
+            match inverted {
+                Some((a, b)) => a + b - v,
+                None => v,
             }
         }
-        img
     }
 
     /// The smallest and largest value BitsStored allows.
@@ -303,6 +322,43 @@ impl Mammogram {
             y.round().clamp(0.0, 255.0) as u8
         });
         GrayImage::from_vec(self.width, self.height, data)
+    }
+}
+
+/// The rows of [`Mammogram::density_values`], one at a time ([`Mammogram::density_rows`]): each value
+/// the same bits as in the full-size image.
+pub struct DensityRows<'a> {
+    m: &'a Mammogram,
+    /// The density of every stored value, as `per_pixel` would use it (empty for small images).
+    table: Vec<f32>,
+    f: Box<dyn Fn(f64) -> f32 + Send + Sync>,
+}
+
+impl DensityRows<'_> {
+    /// Writes row `y` (`width` values) into `out`.
+    ///
+    /// # Panics
+    /// If `y` is not a row of the image or `out` is not `width` long.
+    pub fn row(&self, y: usize, out: &mut [f32]) {
+        let w = self.m.width;
+        assert!(y < self.m.height && out.len() == w, "density row {y} of a {w} x {} image", self.m.height);
+        match &self.m.samples {
+            Samples::Unsigned(v) => {
+                let row = &v[y * w..(y + 1) * w];
+                match self.table.is_empty() {
+                    false => out.iter_mut().zip(row).for_each(|(o, &s)| *o = self.table[usize::from(s)]),
+                    true => out.iter_mut().zip(row).for_each(|(o, &s)| *o = (self.f)(f64::from(s))),
+                }
+            }
+            Samples::Signed(v) => {
+                let row = &v[y * w..(y + 1) * w];
+                let index = |s: i16| (i32::from(s) - i32::from(i16::MIN)) as usize;
+                match self.table.is_empty() {
+                    false => out.iter_mut().zip(row).for_each(|(o, &s)| *o = self.table[index(s)]),
+                    true => out.iter_mut().zip(row).for_each(|(o, &s)| *o = (self.f)(f64::from(s))),
+                }
+            }
+        }
     }
 }
 
@@ -355,6 +411,27 @@ mod tests {
                             .collect()
                     };
                     assert_eq!(b.to_display_u8(0).data, per_pixel);
+                    // Density values: as they were computed (modality values, then MONOCHROME1 inverted
+                    // over the stored range), and the same again row by row, below and above the table's
+                    // size, in one row and in many.
+                    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                    let many = Mammogram { width: 64, height: b.samples.len() / 64, ..b.clone() };
+                    for m in [&a, &b, &many] {
+                        let dense = m.density_values().data;
+                        let lut = m.info.modality_lut.clone().unwrap_or_default();
+                        let (lo, hi) = m.stored_range();
+                        let (x, y) = (lut.apply(lo as f64) as f32, lut.apply(hi as f64) as f32);
+                        let mono1 = photometric == Photometric::Monochrome1;
+                        let before: Vec<f32> =
+                            m.modality_values().data.iter().map(|&v| if mono1 { x + y - v } else { v }).collect();
+                        assert_eq!(bits(&dense), bits(&before));
+                        let rows = m.density_rows();
+                        let mut row = vec![0f32; m.width];
+                        for r in 0..m.height {
+                            rows.row(r, &mut row);
+                            assert_eq!(bits(&row), bits(&dense[r * m.width..(r + 1) * m.width]), "row {r}");
+                        }
+                    }
                 }
             }
         }

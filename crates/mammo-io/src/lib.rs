@@ -29,7 +29,7 @@ pub mod png_io;
 pub mod rle;
 
 pub use error::{IoError, Result};
-pub use image::{GrayImage, ImageInfo, Laterality, Mammogram, Photometric, Samples, SourceKind, View};
+pub use image::{DensityRows, GrayImage, ImageInfo, Laterality, Mammogram, Photometric, Samples, SourceKind, View};
 
 use std::path::Path;
 

@@ -24,7 +24,8 @@ impl PreparedImage {
     pub fn new(m: &Mammogram, source_spacing_mm: f64, spacing_mm: f64) -> Result<Self, GeometryError> {
         let (sw, sh) = (m.width, m.height);
         let (w, h) = checked_working_size(sw, sh, source_spacing_mm, spacing_mm)?;
-        let mut image = resample::resize(&m.density_values(), w, h);
+        let density = m.density_rows();
+        let mut image = resample::resize_rows(sw, sh, w, h, |y, row| density.row(y, row));
         let breast = segment::breast_mask(&image);
         for (v, b) in image.data.iter_mut().zip(&breast.data) {
             if *b == 0 {

@@ -12,14 +12,46 @@ use rayon::prelude::*;
 /// the same order whatever the thread count.
 pub fn resize(img: &GrayImage<f32>, out_w: usize, out_h: usize) -> GrayImage<f32> {
     let horizontal = weights(img.width, out_w);
-    let vertical = weights(img.height, out_h);
     // Rows first (contiguous), then columns.
     let mut tmp = vec![0f32; out_w * img.height];
     tmp.par_chunks_mut(out_w).zip(img.data.par_chunks(img.width)).for_each(|(out, row)| {
-        for (o, (start, w)) in out.iter_mut().zip(&horizontal) {
-            *o = w.iter().zip(&row[*start..]).map(|(a, b)| a * b).sum();
-        }
+        filter_row(row, &horizontal, out);
     });
+    columns(&tmp, img.height, out_w, out_h)
+}
+
+/// [`resize`] of a `w` x `h` image given a row at a time: `row(y, buf)` writes row `y` (`w` values)
+/// into `buf`. The same bits as [`resize`] of the whole image, without it: the downsampling of a
+/// full-field mammogram reads its stored samples, not a 48 MB float copy of them.
+pub fn resize_rows(
+    w: usize,
+    h: usize,
+    out_w: usize,
+    out_h: usize,
+    row: impl Fn(usize, &mut [f32]) + Sync,
+) -> GrayImage<f32> {
+    let horizontal = weights(w, out_w);
+    let mut tmp = vec![0f32; out_w * h];
+    tmp.par_chunks_mut(out_w).enumerate().for_each_init(
+        || vec![0f32; w],
+        |buf, (y, out)| {
+            row(y, buf);
+            filter_row(buf, &horizontal, out);
+        },
+    );
+    columns(&tmp, h, out_w, out_h)
+}
+
+/// The horizontal pass of one row: each output, its weights times the row from their start.
+fn filter_row(row: &[f32], horizontal: &[(usize, Vec<f32>)], out: &mut [f32]) {
+    for (o, (start, w)) in out.iter_mut().zip(horizontal) {
+        *o = w.iter().zip(&row[*start..]).map(|(a, b)| a * b).sum();
+    }
+}
+
+/// The vertical pass: `tmp` (`h_in` rows of `out_w`) to `out_h` rows.
+fn columns(tmp: &[f32], h_in: usize, out_w: usize, out_h: usize) -> GrayImage<f32> {
+    let vertical = weights(h_in, out_h);
     let mut out = vec![0f32; out_w * out_h];
     out.par_chunks_mut(out_w).zip(vertical.par_iter()).for_each(|(dst, (start, w))| {
         for (k, wk) in w.iter().enumerate() {
@@ -132,6 +164,18 @@ mod tests {
             }
             let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(&got.data), bits(&want), "{ow} x {oh}");
+        }
+    }
+
+    #[test]
+    fn rows_given_one_at_a_time_resize_to_the_same_bits() {
+        let (w, h) = (37, 23);
+        let img = GrayImage::from_vec(w, h, (0..w * h).map(|i| (i as f32 * 0.731).cos() * 100.0).collect());
+        for (ow, oh) in [(9, 6), (37, 23), (80, 50)] {
+            let whole = resize(&img, ow, oh);
+            let by_rows = resize_rows(w, h, ow, oh, |y, row| row.copy_from_slice(&img.data[y * w..(y + 1) * w]));
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&by_rows.data), bits(&whole.data), "{ow} x {oh}");
         }
     }
 
