@@ -211,17 +211,23 @@ impl Mammogram {
     /// arithmetic per pixel was a tenth of `explain`'s time on a 12-megapixel image). Either way each
     /// pixel gets `f(value)`: the same bits.
     fn per_pixel<T: Copy>(&self, f: impl Fn(f64) -> T) -> Vec<T> {
+        match (&self.samples, self.value_table(&f)) {
+            (Samples::Unsigned(v), Some(table)) => v.iter().map(|&s| table[usize::from(s)]).collect(),
+            (Samples::Signed(v), Some(table)) => v.iter().map(|&s| table[signed_index(s)]).collect(),
+            (Samples::Unsigned(v), None) => v.iter().map(|&s| f(f64::from(s))).collect(),
+            (Samples::Signed(v), None) => v.iter().map(|&s| f(f64::from(s))).collect(),
+        }
+    }
+
+    /// `f` of every value a sample can take (indexed by the unsigned value, or by [`signed_index`]),
+    /// when the image has [`TABLE_FROM`] pixels or more; `None` below.
+    fn value_table<T>(&self, f: &impl Fn(f64) -> T) -> Option<Vec<T>> {
         match &self.samples {
-            Samples::Unsigned(v) if v.len() >= TABLE_FROM => {
-                let table: Vec<T> = (0..=u16::MAX).map(|s| f(f64::from(s))).collect();
-                v.iter().map(|&s| table[usize::from(s)]).collect()
-            }
+            Samples::Unsigned(v) if v.len() >= TABLE_FROM => Some((0..=u16::MAX).map(|s| f(f64::from(s))).collect()),
             Samples::Signed(v) if v.len() >= TABLE_FROM => {
-                let table: Vec<T> = (i16::MIN..=i16::MAX).map(|s| f(f64::from(s))).collect();
-                v.iter().map(|&s| table[(i32::from(s) - i32::from(i16::MIN)) as usize]).collect()
+                Some((i16::MIN..=i16::MAX).map(|s| f(f64::from(s))).collect())
             }
-            Samples::Unsigned(v) => v.iter().map(|&s| f(f64::from(s))).collect(),
-            Samples::Signed(v) => v.iter().map(|&s| f(f64::from(s))).collect(),
+            _ => None,
         }
     }
 
@@ -274,12 +280,7 @@ impl Mammogram {
     /// mammogram's is 48 MB of fresh pages, written on one thread, only to be downsampled at once.
     pub fn density_rows(&self) -> DensityRows<'_> {
         let f = self.density_of();
-        let table = match &self.samples {
-            Samples::Unsigned(v) if v.len() >= TABLE_FROM => (0..=u16::MAX).map(|s| f(f64::from(s))).collect(),
-            Samples::Signed(v) if v.len() >= TABLE_FROM => (i16::MIN..=i16::MAX).map(|s| f(f64::from(s))).collect(),
-            _ => Vec::new(),
-        };
-        DensityRows { m: self, table, f: Box::new(f) }
+        DensityRows { m: self, table: self.value_table(&f).unwrap_or_default(), f: Box::new(f) }
     }
 
     /// The density value of a stored value: the modality LUT, and for MONOCHROME1 the inversion around
@@ -352,14 +353,18 @@ impl DensityRows<'_> {
             }
             Samples::Signed(v) => {
                 let row = &v[y * w..(y + 1) * w];
-                let index = |s: i16| (i32::from(s) - i32::from(i16::MIN)) as usize;
                 match self.table.is_empty() {
-                    false => out.iter_mut().zip(row).for_each(|(o, &s)| *o = self.table[index(s)]),
+                    false => out.iter_mut().zip(row).for_each(|(o, &s)| *o = self.table[signed_index(s)]),
                     true => out.iter_mut().zip(row).for_each(|(o, &s)| *o = (self.f)(f64::from(s))),
                 }
             }
         }
     }
+}
+
+/// Where a signed sample's entry lies in a table of every value (from `i16::MIN`).
+fn signed_index(s: i16) -> usize {
+    (i32::from(s) - i32::from(i16::MIN)) as usize
 }
 
 /// From this many pixels on, per-pixel functions of the stored value go through a table of all 65,536
